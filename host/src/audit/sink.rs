@@ -1,0 +1,159 @@
+//! A non-blocking front for recording from hot paths.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::log::AuditLog;
+use super::record::AuditEvent;
+use super::{AuditError, Result};
+
+/// The most events committed in one transaction; more queued events go in the next batch.
+const MAX_BATCH: usize = 4096;
+
+/// The current time in milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+enum Message {
+    Event { at_ms: u64, event: Box<AuditEvent>, done: Option<oneshot::Sender<std::result::Result<u64, String>>> },
+    Flush(oneshot::Sender<std::result::Result<(), String>>),
+}
+
+/// Records audit events without blocking the caller.
+///
+/// Events go over an unbounded channel to a background task, which appends everything queued
+/// since its last write in one transaction (up to 4096 events per transaction), in the order the
+/// events were recorded. Cloning is cheap; all clones feed the same task, which ends once every
+/// clone is dropped and the queue is written.
+///
+/// Before the runtime shuts down, [`AuditSink::flush`] makes sure nothing queued is lost.
+///
+/// A failed write is logged with `tracing::error!` and reported to the callers waiting in
+/// [`AuditSink::record_durable`] and [`AuditSink::flush`]; the events of that batch are not
+/// recorded.
+#[derive(Debug, Clone)]
+pub struct AuditSink {
+    tx: mpsc::UnboundedSender<Message>,
+}
+
+impl AuditSink {
+    /// Starts the background task on the current tokio runtime.
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime.
+    pub fn spawn(log: AuditLog) -> AuditSink {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(log, rx));
+        AuditSink { tx }
+    }
+
+    /// Queues `event`, stamped with the current time. Never blocks. If the background task is
+    /// gone, the event is lost and an error is logged.
+    pub fn record(&self, event: AuditEvent) {
+        self.record_at(now_ms(), event);
+    }
+
+    /// Queues `event` with the given time (ms since the Unix epoch). Never blocks.
+    pub fn record_at(&self, at_ms: u64, event: AuditEvent) {
+        let message = Message::Event { at_ms, event: Box::new(event), done: None };
+        if let Err(mpsc::error::SendError(Message::Event { event, .. })) = self.tx.send(message) {
+            tracing::error!(kind = event.kind(), "audit writer has stopped; event not recorded: {event:?}");
+        }
+    }
+
+    /// Records `event`, stamped with the current time, and returns its sequence number once the
+    /// transaction holding it has committed durably.
+    ///
+    /// # Errors
+    /// [`AuditError::WriteFailed`] if its batch could not be written, [`AuditError::SinkClosed`] if
+    /// the background task is gone.
+    pub async fn record_durable(&self, event: AuditEvent) -> Result<u64> {
+        let (done, wait) = oneshot::channel();
+        let message = Message::Event { at_ms: now_ms(), event: Box::new(event), done: Some(done) };
+        self.tx.send(message).map_err(|_| AuditError::SinkClosed)?;
+        match wait.await {
+            Ok(Ok(seq)) => Ok(seq),
+            Ok(Err(message)) => Err(AuditError::WriteFailed(message)),
+            Err(_) => Err(AuditError::SinkClosed),
+        }
+    }
+
+    /// Returns once every event recorded before this call has been committed.
+    ///
+    /// # Errors
+    /// [`AuditError::WriteFailed`] if a batch written since the previous flush failed (those
+    /// events will never be committed; each failure is reported to one flush),
+    /// [`AuditError::SinkClosed`] if the background task is gone.
+    pub async fn flush(&self) -> Result<()> {
+        let (done, wait) = oneshot::channel();
+        self.tx.send(Message::Flush(done)).map_err(|_| AuditError::SinkClosed)?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(AuditError::WriteFailed(message)),
+            Err(_) => Err(AuditError::SinkClosed),
+        }
+    }
+}
+
+async fn run(log: AuditLog, mut rx: mpsc::UnboundedReceiver<Message>) {
+    let mut queue = Vec::with_capacity(64);
+    // A failed batch since the last flush was answered: the next flush reports it, since the
+    // events recorded before that flush will never be committed.
+    let mut unreported_failure: Option<String> = None;
+    while rx.recv_many(&mut queue, MAX_BATCH).await > 0 {
+        let mut events = Vec::with_capacity(queue.len());
+        let mut waiters = Vec::with_capacity(queue.len());
+        let mut flushes = Vec::new();
+        for message in queue.drain(..) {
+            match message {
+                Message::Event { at_ms, event, done } => {
+                    events.push((at_ms, *event));
+                    waiters.push(done);
+                }
+                Message::Flush(done) => flushes.push(done),
+            }
+        }
+        let count = events.len();
+        let result = if events.is_empty() {
+            Ok(Vec::new())
+        } else {
+            let log = log.clone();
+            match tokio::task::spawn_blocking(move || log.append(events)).await {
+                Ok(Ok(seqs)) => Ok(seqs),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(format!("the audit write task failed: {e}")),
+            }
+        };
+        match result {
+            Ok(seqs) => {
+                for (done, seq) in waiters.into_iter().zip(seqs) {
+                    if let Some(done) = done {
+                        let _ = done.send(Ok(seq));
+                    }
+                }
+                if !flushes.is_empty() {
+                    let answer = unreported_failure.take().map_or(Ok(()), Err);
+                    for done in flushes {
+                        let _ = done.send(answer.clone());
+                    }
+                }
+            }
+            Err(message) => {
+                tracing::error!(events = count, "audit write failed, {count} events not recorded: {message}");
+                for done in waiters.into_iter().flatten() {
+                    let _ = done.send(Err(message.clone()));
+                }
+                if flushes.is_empty() {
+                    unreported_failure = Some(message);
+                } else {
+                    unreported_failure = None;
+                    for done in flushes {
+                        let _ = done.send(Err(message.clone()));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The `operator-host` command line (clap).
+//!
+//! Commands open the data directory themselves; later, when a daemon runs, they talk to it
+//! through its local API instead (redb is single-process).
+
+mod audit_cmd;
+mod plugins_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::audit::{AuditLog, AuditSink};
+use crate::config::{ResolvedConfig, default_data_dir};
+use crate::runtime::Runtime;
+use crate::store::Store;
+
+/// Operates distributed systems through sandboxed WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "operator-host", version, about, long_about = None, after_help = EXAMPLES)]
+pub struct Cli {
+    /// The data directory (state, audit log, plugin cache, drop-in plugins).
+    #[arg(long, global = true, env = "OPERATOR_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// The configuration file [default: <data-dir>/operator.toml].
+    #[arg(long, global = true, env = "OPERATOR_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  operator-host plugins list
+  operator-host plugins inspect tikv
+  operator-host audit list --denied --since 1h
+  operator-host audit verify
+  operator-host audit export --jsonl > audit.jsonl";
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Plugins: what is loaded, what each asks for and what it is granted.
+    #[command(subcommand)]
+    Plugins(plugins_cmd::PluginsCommand),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCommand),
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let context = Context::new(&cli);
+    match cli.command {
+        Command::Plugins(command) => plugins_cmd::run(&context, command).await,
+        Command::Audit(command) => audit_cmd::run(&context, command).await,
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OPERATOR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Human => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// Where a command finds the data directory and the configuration.
+pub struct Context {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The configuration file.
+    pub config_path: PathBuf,
+    /// Whether the configuration file was named explicitly (then it must exist).
+    pub config_explicit: bool,
+}
+
+impl Context {
+    fn new(cli: &Cli) -> Context {
+        let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
+        let config_path = cli.config.clone().unwrap_or_else(|| data_dir.join("operator.toml"));
+        Context { data_dir, config_path, config_explicit: cli.config.is_some() }
+    }
+
+    /// Opens the store and its audit log.
+    pub fn open_audit(&self) -> anyhow::Result<AuditLog> {
+        let store = Store::open(&self.data_dir)?;
+        Ok(AuditLog::new(store)?)
+    }
+
+    /// Loads the configuration.
+    pub fn config(&self) -> anyhow::Result<ResolvedConfig> {
+        crate::runtime::load_config(&self.config_path, self.config_explicit)
+    }
+
+    /// Builds the runtime over the data directory with an audit sink.
+    pub fn runtime(&self) -> anyhow::Result<(Runtime, ResolvedConfig, AuditSink)> {
+        let resolved = self.config()?;
+        let log = self.open_audit()?;
+        let sink = AuditSink::spawn(log);
+        let runtime = Runtime::new(&self.data_dir, &resolved, sink.clone())?;
+        Ok((runtime, resolved, sink))
+    }
+}
+
+/// Formats unix milliseconds as an RFC 3339 UTC time.
+pub fn format_time(at_ms: u64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(at_ms);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
+/// Cuts text to `width` characters, marking the cut.
+pub fn fit(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// The terminal width from `COLUMNS`, or 120.
+pub fn terminal_width() -> usize {
+    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).filter(|w: &usize| *w >= 40).unwrap_or(120)
+}

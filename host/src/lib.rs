@@ -1,0 +1,16 @@
+//! Operator: operates distributed systems through sandboxed WebAssembly plugins.
+//!
+//! The host is subject-agnostic: everything it knows about a kind of system comes from a
+//! plugin behind the WIT contract in `wit/`. One module per pipeline stage:
+//!
+//! - [`runtime`]: engine, plugin loading and caching, limits, the capability gate;
+//! - [`audit`]: the hash-chained log of every plugin call and capability decision;
+//! - [`store`]: redb tables and migrations;
+//! - [`cli`]: the `operator-host` command line.
+
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod digest;
+pub mod runtime;
+pub mod store;

@@ -1,0 +1,5 @@
+//! The `operator-host` binary.
+
+fn main() -> std::process::ExitCode {
+    operator_host::cli::main()
+}

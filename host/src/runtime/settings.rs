@@ -1,0 +1,54 @@
+//! The `operator:plugin/config` capability: a plugin reads its own settings
+//! (`[plugins.NAME.settings]` in the host's configuration) and nothing else.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use wasmtime::component::{HasData, Linker};
+
+use super::bindings::wit_config;
+
+/// The settings of one plugin, shared by all its calls.
+#[derive(Clone, Debug, Default)]
+pub struct PluginSettings {
+    values: Arc<BTreeMap<String, String>>,
+}
+
+impl PluginSettings {
+    /// Settings from the plugin's configuration table.
+    pub fn new(values: BTreeMap<String, String>) -> PluginSettings {
+        PluginSettings { values: Arc::new(values) }
+    }
+
+    /// The value of one setting.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+
+    /// All settings.
+    pub fn all(&self) -> &BTreeMap<String, String> {
+        &self.values
+    }
+}
+
+impl wit_config::Host for PluginSettings {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.values.get(&key).cloned())
+    }
+}
+
+/// Projects [`PluginSettings`] out of a store's data.
+pub trait HasSettings: Send + 'static {
+    /// The plugin's settings.
+    fn settings(&mut self) -> &mut PluginSettings;
+}
+
+struct SettingsData;
+impl HasData for SettingsData {
+    type Data<'a> = &'a mut PluginSettings;
+}
+
+/// Links `operator:plugin/config`.
+pub fn add_to_linker<T: HasSettings>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    wit_config::add_to_linker::<T, SettingsData>(linker, |t| t.settings())
+}
