@@ -374,22 +374,19 @@ impl Plugin {
     }
 
     fn classify(&self, export: &'static str, error: &wasmtime::Error, stderr: &[u8]) -> CallError {
-        if let Some(trap) = error.downcast_ref::<wasmtime::Trap>() {
-            if *trap == wasmtime::Trap::Interrupt {
-                return self.deadline_error(export);
-            }
+        let trap = error.chain().find_map(|cause| cause.downcast_ref::<wasmtime::Trap>()).copied();
+        if trap == Some(wasmtime::Trap::Interrupt) {
+            return self.deadline_error(export);
         }
         let mut message = if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
-            format!("it called exit({})", exit.0)
+            format!("it called exit with status {}", exit.0)
+        } else if trap == Some(wasmtime::Trap::StackOverflow) {
+            "stack overflow (call stack exhausted)".to_owned()
+        } else if format!("{error:#}").contains("forcing trap when growing memory") {
+            format!("it exceeded its memory limit of {} MiB", self.memory_limit / (1024 * 1024))
         } else {
-            let text = format!("{error:#}");
-            if text.contains("forcing trap when growing memory") {
-                format!("it exceeded its memory limit of {} MiB", self.memory_limit / (1024 * 1024))
-            } else if let Some(wasmtime::Trap::StackOverflow) = error.downcast_ref::<wasmtime::Trap>() {
-                "stack overflow (call stack exhausted)".to_owned()
-            } else {
-                first_line(&text)
-            }
+            // wasmtime wraps the cause in a multi-line backtrace; the root cause says what happened.
+            first_line(&error.root_cause().to_string())
         };
         let said = String::from_utf8_lossy(stderr);
         let tail: Vec<&str> = said.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -403,7 +400,6 @@ impl Plugin {
 }
 
 fn first_line(text: &str) -> String {
-    // wasmtime appends a multi-line backtrace; the first line says what happened.
     text.lines().next().unwrap_or(text).to_owned()
 }
 

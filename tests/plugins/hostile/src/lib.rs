@@ -11,7 +11,7 @@
 //! `observe()` returns the error the plugin saw. Acts that never return (loops, exhaustion,
 //! panics, exits) end in a trap the host has to contain.
 //!
-//! Behaviours: `none`, `loop`, `memory`, `stack`, `panic`, `file`, `env`,
+//! Behaviours: `none`, `loop`, `memory`, `stack`, `shadow-stack`, `panic`, `file`, `env`,
 //! `ungranted-endpoint`, `ungranted-path`, `ungranted-origin`, `traversal`, `mutate`,
 //! `credential-header`, `huge-response`, `stdout-flood`, `slow-host-call`, `exit`.
 
@@ -113,10 +113,29 @@ fn exhaust_memory() -> ! {
     }
 }
 
-/// Recurses without bound, keeping a large frame alive across each call so the recursion can
-/// be neither turned into a loop nor collapsed.
+/// Recurses without bound on the wasm call stack: every frame keeps a dozen values live across
+/// the call (so they are spilled to the engine's native stack) and combines them with the result
+/// afterwards (so the call is no tail call and no accumulator loop). Nothing is placed in linear
+/// memory, so the engine's call-stack limit is what stops it.
 #[inline(never)]
-fn recurse(depth: u64) -> u64 {
+fn recurse_on_call_stack(depth: u64, limit: u64) -> u64 {
+    if depth == limit {
+        return depth;
+    }
+    let v: [u64; 12] = core::array::from_fn(|i| depth.rotate_left(i as u32) ^ (i as u64 + 1));
+    let below = recurse_on_call_stack(depth + 1, limit);
+    let mut acc = below.rotate_left((below % 63) as u32);
+    for (i, x) in v.iter().enumerate() {
+        acc = acc.rotate_left(i as u32 + 1).wrapping_mul(x | 1) ^ x;
+    }
+    acc
+}
+
+/// Recurses without bound with a 16 KiB array in every frame, passed through `black_box` so it
+/// lives in linear memory: this exhausts the shadow stack that Rust keeps at the bottom of
+/// linear memory, long before the engine's call stack.
+#[inline(never)]
+fn recurse_on_shadow_stack(depth: u64) -> u64 {
     let mut frame = [0u8; 16 * 1024];
     frame[(depth % 1024) as usize] = depth as u8;
     let frame = black_box(frame);
@@ -124,7 +143,7 @@ fn recurse(depth: u64) -> u64 {
     if black_box(depth) == u64::MAX {
         return 0;
     }
-    let below = recurse(depth + 1);
+    let below = recurse_on_shadow_stack(depth + 1);
     below.wrapping_add(u64::from(black_box(&frame)[(below % 1024) as usize]))
 }
 
@@ -180,7 +199,10 @@ fn act(behaviour: &str) -> Result<Observation, String> {
         "none" => Ok(observation(json!({ "ok": true }))),
         "loop" => spin_forever(),
         "memory" => exhaust_memory(),
-        "stack" => Ok(observation(json!({ "depth": recurse(0) }))),
+        "stack" => Ok(observation(json!({
+            "depth": recurse_on_call_stack(0, black_box(u64::MAX)),
+        }))),
+        "shadow-stack" => Ok(observation(json!({ "depth": recurse_on_shadow_stack(0) }))),
         "panic" => panic!("hostile plugin panicked on purpose"),
         "file" => Ok(touch_files()),
         "env" => Ok(probe_env()),
