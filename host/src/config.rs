@@ -5,16 +5,16 @@
 //! call_deadline_ms = 10000
 //! memory_limit_mib = 128
 //!
-//! [endpoints.pd]                 # a named endpoint: base URLs the host fails over between
+//! [endpoints.control]                 # a named endpoint: base URLs the host fails over between
 //! urls = ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
-//! bearer_token_env = "PD_TOKEN"  # credentials the host adds; plugins never see them
+//! bearer_token_env = "CONTROL_TOKEN"  # credentials the host adds; plugins never see them
 //!
-//! [plugins.tikv]                 # what the operator grants one plugin
+//! [plugins.kv]                 # what the operator grants one plugin
 //! grants = [
-//!   { endpoint = "pd", methods = ["GET"], paths = ["/pd/api/v1/**"] },
-//!   { url = "http://*:20180", methods = ["GET"], paths = ["/status", "/metrics"] },
+//!   { endpoint = "control", methods = ["GET"], paths = ["/api/v1/**"] },
+//!   { url = "http://*:9100", methods = ["GET"], paths = ["/status", "/metrics"] },
 //! ]
-//! settings = { leader_imbalance_ratio = "0.2" }
+//! settings = { imbalance_ratio = "0.2" }
 //! ```
 //!
 //! A plugin with no `[plugins.NAME]` table is loaded with no grants at all: it can compute but
@@ -169,10 +169,10 @@ mod tests {
             r#"
 [runtime]
 call_deadline_ms = 2000
-[endpoints.pd]
+[endpoints.control]
 urls = ["http://127.0.0.1:2379", "http://127.0.0.1:2382"]
-[plugins.tikv]
-grants = [{ endpoint = "pd", methods = ["GET"], paths = ["/pd/api/v1/**"] }]
+[plugins.kv]
+grants = [{ endpoint = "control", methods = ["GET"], paths = ["/api/v1/**"] }]
 settings = { threshold = "0.2" }
 "#,
             "test",
@@ -180,8 +180,8 @@ settings = { threshold = "0.2" }
         .unwrap();
         let resolved = config.resolve().unwrap();
         assert_eq!(resolved.config.runtime.call_deadline_ms, 2000);
-        assert_eq!(resolved.endpoints["pd"].urls().len(), 2);
-        assert!(resolved.grants.contains_key("tikv"));
+        assert_eq!(resolved.endpoints["control"].urls().len(), 2);
+        assert!(resolved.grants.contains_key("kv"));
     }
 
     #[test]
@@ -190,8 +190,8 @@ settings = { threshold = "0.2" }
             r#"
 [runtime]
 memory_limit_mib = 0
-[plugins.tikv]
-grants = [{ endpoint = "pd", methods = ["GET"], paths = ["/x"] }]
+[plugins.kv]
+grants = [{ endpoint = "control", methods = ["GET"], paths = ["/x"] }]
 memory_limit_mib = 999999
 "#,
             "test",
@@ -199,8 +199,8 @@ memory_limit_mib = 999999
         .unwrap();
         let error = config.resolve().unwrap_err().to_string();
         assert!(error.contains("runtime.memory_limit_mib"), "{error}");
-        assert!(error.contains("plugins.tikv.memory_limit_mib"), "{error}");
-        assert!(error.contains("endpoint `pd`, which is not configured"), "{error}");
+        assert!(error.contains("plugins.kv.memory_limit_mib"), "{error}");
+        assert!(error.contains("endpoint `control`, which is not configured"), "{error}");
     }
 
     #[test]

@@ -338,3 +338,18 @@ async fn every_act_leaves_a_verifiable_chain() {
     assert!(report.first_problem.is_none(), "{:?}", report.first_problem.map(|p| p.to_string()));
     assert!(report.records >= 10, "{}", report.records);
 }
+
+#[tokio::test]
+async fn the_host_adds_configured_credentials_itself() {
+    let (addr, hits) = start_service().await;
+    let mut config = test_config(addr);
+    let api = config.endpoints.get_mut("api").unwrap();
+    api.headers.insert("x-api-key".into(), "host-held-secret".into());
+    let h = Harness::new(config);
+    still_serves(&h).await;
+    let headers = hits.last_headers("/ok");
+    assert!(
+        headers.iter().any(|(name, value)| name == "x-api-key" && value == "host-held-secret"),
+        "{headers:?}"
+    );
+}

@@ -32,10 +32,10 @@ fn capability(plugin: &str, decision: Decision) -> AuditEvent {
     AuditEvent::Capability {
         plugin: plugin.to_owned(),
         export: "observe".to_owned(),
-        target: "pd".to_owned(),
-        url: allowed.then(|| "http://127.0.0.1:2379/pd/api/v1/stores".to_owned()),
+        target: "control".to_owned(),
+        url: allowed.then(|| "http://127.0.0.1:2379/api/v1/items".to_owned()),
         method: "GET".to_owned(),
-        path: "/pd/api/v1/stores".to_owned(),
+        path: "/api/v1/items".to_owned(),
         decision,
         status: allowed.then_some(200),
         bytes: if allowed { 512 } else { 0 },
@@ -69,12 +69,12 @@ fn sample(i: u64) -> AuditEvent {
     match i % 6 {
         0 => load("alpha", LoadOutcome::Loaded),
         1 => call("alpha", "observe", CallOutcome::Ok),
-        2 => capability("alpha", Decision::Allowed { rule: "pd:read".to_owned() }),
+        2 => capability("alpha", Decision::Allowed { rule: "control:read".to_owned() }),
         3 => capability(
             "beta",
             Decision::Denied {
                 reason: "method POST needs an action execution".to_owned(),
-                rule: Some("pd:read".to_owned()),
+                rule: Some("control:read".to_owned()),
             },
         ),
         4 => call("beta", "check", CallOutcome::Timeout { after_ms: 5000 }),

@@ -40,7 +40,7 @@ pub struct Cli {
 const EXAMPLES: &str = "\
 Examples:
   operator-host plugins list
-  operator-host plugins inspect tikv
+  operator-host plugins inspect tools
   operator-host audit list --denied --since 1h
   operator-host audit verify
   operator-host audit export --jsonl > audit.jsonl";

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use super::{Context, fit, terminal_width};
+use super::Context;
 use crate::runtime::bindings::types;
 use crate::runtime::{CallContext, Plugin};
 
@@ -55,8 +55,8 @@ pub(super) async fn run(context: &Context, command: PluginsCommand) -> anyhow::R
                     );
                 }
                 for failure in &set.refused {
-                    let line = format!("REFUSED {} ({}): {}", failure.name, failure.source, failure.reason);
-                    println!("{}", fit(&line, terminal_width().max(200)));
+                    // Printed whole: the reason is what the operator needs to fix it.
+                    println!("REFUSED {} ({}): {}", failure.name, failure.source, failure.reason);
                 }
                 if set.loaded.is_empty() && set.refused.is_empty() {
                     println!("no plugins");
@@ -211,7 +211,7 @@ fn subject_info_json(info: &types::SubjectInfo) -> Value {
         "description": info.description,
         "invariants": info.invariants.iter().map(|i| json!({
             "name": i.name, "description": i.description,
-            "severity": format!("{:?}", i.severity).to_lowercase(), "grace_secs": i.grace_secs,
+            "severity": severity_name(i.severity), "grace_secs": i.grace_secs,
         })).collect::<Vec<_>>(),
         "actions": info.actions.iter().map(action_json).collect::<Vec<_>>(),
         "queries": info.queries.iter().map(|q| json!({
@@ -227,7 +227,7 @@ fn action_json(action: &types::ActionSpec) -> Value {
     json!({
         "name": action.name,
         "description": action.description,
-        "risk": format!("{:?}", action.risk).to_lowercase(),
+        "risk": risk_name(action.risk),
         "params": action.params.iter().map(param_json).collect::<Vec<_>>(),
         "entity_param": action.entity_param,
         "undo": action.undo,
@@ -254,5 +254,21 @@ fn range<T: std::fmt::Display>(min: Option<T>, max: Option<T>) -> String {
         (Some(lo), Some(hi)) => format!(" {lo}..={hi}"),
         (Some(lo), None) => format!(" ≥ {lo}"),
         (None, Some(hi)) => format!(" ≤ {hi}"),
+    }
+}
+
+fn severity_name(severity: types::Severity) -> &'static str {
+    match severity {
+        types::Severity::Info => "info",
+        types::Severity::Warning => "warning",
+        types::Severity::Critical => "critical",
+    }
+}
+
+fn risk_name(risk: types::Risk) -> &'static str {
+    match risk {
+        types::Risk::Low => "low",
+        types::Risk::Medium => "medium",
+        types::Risk::High => "high",
     }
 }

@@ -3,7 +3,7 @@
 //! One module per world. Both worlds import the same interfaces (`http`, `log`, `config`), so
 //! the `tools` bindings reuse the types generated for `subject`.
 
-/// Bindings of the `subject` world (subject adapters such as the TiKV plugin).
+/// Bindings of the `subject` world (subject adapters: one kind of system each).
 pub mod subject {
     wasmtime::component::bindgen!({
         world: "subject",

@@ -170,7 +170,7 @@ impl HttpGate {
     }
 
     /// Decides and, when allowed, sends one request.
-    pub async fn send(&mut self, request: Request) -> Result<Response, HttpError> {
+    pub async fn send(&self, request: Request) -> Result<Response, HttpError> {
         let method = method_of(request.method);
         let (target_text, target) = match &request.target {
             Target::Endpoint(name) => (name.clone(), Resolved::Endpoint(name.clone())),
@@ -520,7 +520,7 @@ mod tests {
     #[test]
     fn joins_base_and_path() {
         let base = Url::parse("http://127.0.0.1:2379").unwrap();
-        assert_eq!(join(&base, "/pd/api/v1/stores?state=1"), "http://127.0.0.1:2379/pd/api/v1/stores?state=1");
+        assert_eq!(join(&base, "/api/v1/items?state=1"), "http://127.0.0.1:2379/api/v1/items?state=1");
         let hook = Url::parse("https://hooks.example.com/services/T/B/X").unwrap();
         assert_eq!(join(&hook, "/"), "https://hooks.example.com/services/T/B/X");
         assert_eq!(join(&hook, "/extra"), "https://hooks.example.com/services/T/B/X/extra");
@@ -529,15 +529,15 @@ mod tests {
     #[test]
     fn endpoint_config_errors_name_the_setting() {
         let bad = EndpointConfig { urls: vec!["ftp://x".into()], bearer_token_env: None, headers: BTreeMap::new() };
-        assert!(Endpoint::from_config("pd", &bad).unwrap_err().contains("endpoints.pd.urls[1]"));
+        assert!(Endpoint::from_config("control", &bad).unwrap_err().contains("endpoints.control.urls[1]"));
         let empty = EndpointConfig { urls: vec![], bearer_token_env: None, headers: BTreeMap::new() };
-        assert!(Endpoint::from_config("pd", &empty).unwrap_err().contains("at least one URL"));
+        assert!(Endpoint::from_config("control", &empty).unwrap_err().contains("at least one URL"));
         let missing_env = EndpointConfig {
             urls: vec!["http://127.0.0.1:1".into()],
             bearer_token_env: Some("OPERATOR_TEST_SURELY_UNSET".into()),
             headers: BTreeMap::new(),
         };
-        assert!(Endpoint::from_config("pd", &missing_env).unwrap_err().contains("not set"));
+        assert!(Endpoint::from_config("control", &missing_env).unwrap_err().contains("not set"));
     }
 
     #[test]
@@ -547,7 +547,7 @@ mod tests {
             bearer_token_env: None,
             headers: BTreeMap::new(),
         };
-        let endpoint = Endpoint::from_config("pd", &config).unwrap();
+        let endpoint = Endpoint::from_config("control", &config).unwrap();
         remember(&endpoint, &endpoint.urls[1].clone());
         let order: Vec<u16> = rotated(&endpoint).iter().map(|u| u.port().unwrap()).collect();
         assert_eq!(order, vec![2, 3, 1]);

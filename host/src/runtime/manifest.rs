@@ -4,17 +4,17 @@
 //! component:
 //!
 //! ```toml
-//! name = "tikv"                 # must equal the directory name
+//! name = "kv"                   # must equal the directory name
 //! version = "0.2.0"
 //! world = "subject"             # or "tools"
-//! component = "tikv.wasm"       # a file inside this directory (default "plugin.wasm")
+//! component = "kv.wasm"         # a file inside this directory (default "plugin.wasm")
 //! sha256 = "9f86d0…"            # of the component; a mismatch refuses the plugin
-//! description = "TiKV clusters through PD"
+//! description = "A key-value store, through its control plane"
 //!
 //! [[capabilities]]              # what the plugin asks for; the operator grants in the host config
-//! endpoint = "pd"               # or url = "http://*:20180"
+//! endpoint = "control"          # or url = "http://*:9100"
 //! methods = ["GET"]
-//! paths = ["/pd/api/v1/**"]
+//! paths = ["/api/v1/**"]
 //! reason = "observe the cluster"
 //! ```
 //!
@@ -50,7 +50,7 @@ impl PluginWorld {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CapabilityRequest {
-    /// A named endpoint, e.g. `pd`.
+    /// A named endpoint, e.g. `control`.
     pub endpoint: Option<String>,
     /// A URL pattern, e.g. `http://*:20180`.
     pub url: Option<String>,

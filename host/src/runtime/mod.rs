@@ -127,6 +127,11 @@ impl Runtime {
         &self.inner.limits
     }
 
+    /// What every call's capability gate shares (client, endpoints, limits).
+    pub fn gate_shared(&self) -> Arc<GateShared> {
+        self.inner.gate.clone()
+    }
+
     /// The engine.
     pub fn engine(&self) -> &wasmtime::Engine {
         &self.inner.engine

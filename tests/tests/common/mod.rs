@@ -29,24 +29,38 @@ pub fn component(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
-/// Requests the test service received, by method and path.
+/// One request the test service received.
+pub struct Hit {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Requests the test service received.
 #[derive(Clone, Default)]
-pub struct Hits(Arc<Mutex<Vec<(String, String, Vec<(String, String)>)>>>);
+pub struct Hits(Arc<Mutex<Vec<Hit>>>);
 
 impl Hits {
     /// How many requests reached `path` (any method).
     pub fn count(&self, path: &str) -> usize {
-        self.0.lock().unwrap().iter().filter(|(_, p, _)| p == path).count()
+        self.0.lock().unwrap().iter().filter(|hit| hit.path == path).count()
     }
 
     /// Every request seen, as `METHOD /path`.
     pub fn all(&self) -> Vec<String> {
-        self.0.lock().unwrap().iter().map(|(m, p, _)| format!("{m} {p}")).collect()
+        self.0.lock().unwrap().iter().map(|hit| format!("{} {}", hit.method, hit.path)).collect()
     }
 
     /// The headers of the last request to `path`.
     pub fn last_headers(&self, path: &str) -> Vec<(String, String)> {
-        self.0.lock().unwrap().iter().rev().find(|(_, p, _)| p == path).map(|(_, _, h)| h.clone()).unwrap_or_default()
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|hit| hit.path == path)
+            .map(|hit| hit.headers.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -67,7 +81,7 @@ async fn handle(State(hits): State<Hits>, request: Request) -> Response {
     let path = request.uri().path().to_owned();
     let headers =
         request.headers().iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())).collect();
-    hits.0.lock().unwrap().push((request.method().to_string(), path.clone(), headers));
+    hits.0.lock().unwrap().push(Hit { method: request.method().to_string(), path: path.clone(), headers });
     match path.as_str() {
         "/ok" => "ok".into_response(),
         "/bad" => "not ok".into_response(),

@@ -30,6 +30,9 @@ const TOUCH: &str = "touch";
 /// The only query.
 const ECHO: &str = "echo";
 
+/// The query that calls into the host `n` times.
+const HOST_CALLS: &str = "host-calls";
+
 /// The answer of a healthy subject.
 const HEALTHY_ANSWER: &str = "ok";
 
@@ -104,17 +107,30 @@ impl Guest for Good {
                 undo: None,
                 verify_window_secs: 5,
             }],
-            queries: vec![QuerySpec {
-                name: ECHO.into(),
-                description: "Returns its parameters as a JSON object".into(),
-                params: vec![ParamSpec {
-                    name: "message".into(),
-                    description: "Any text to echo".into(),
-                    kind: ParamType::Text(TextRule { max_len: Some(1024) }),
-                    required: false,
-                    default: None,
-                }],
-            }],
+            queries: vec![
+                QuerySpec {
+                    name: HOST_CALLS.into(),
+                    description: "Calls into the host `n` times (for benchmarks)".into(),
+                    params: vec![ParamSpec {
+                        name: "n".into(),
+                        description: "How many host calls".into(),
+                        kind: ParamType::Integer(IntegerRange { min: Some(0), max: Some(10_000_000) }),
+                        required: true,
+                        default: None,
+                    }],
+                },
+                QuerySpec {
+                    name: ECHO.into(),
+                    description: "Returns its parameters as a JSON object".into(),
+                    params: vec![ParamSpec {
+                        name: "message".into(),
+                        description: "Any text to echo".into(),
+                        kind: ParamType::Text(TextRule { max_len: Some(1024) }),
+                        required: false,
+                        default: None,
+                    }],
+                },
+            ],
             conditions: vec![],
         }
     }
@@ -238,6 +254,19 @@ impl Guest for Good {
 
     /// `echo`: the parameters as a JSON object, by name.
     fn query(name: String, params: Vec<Param>) -> Result<String, String> {
+        if name == HOST_CALLS {
+            // Makes `n` calls into the host (a cheap one), so a benchmark can time the crossing.
+            let n = params.iter().find_map(|p| match (&p.name[..], &p.value) {
+                ("n", ParamValue::Integer(n)) => Some(*n),
+                _ => None,
+            });
+            let n = n.ok_or("`n` is required")?;
+            let mut found = 0;
+            for _ in 0..n {
+                found += usize::from(operator::plugin::config::get("bench").is_some());
+            }
+            return Ok(found.to_string());
+        }
         if name != ECHO {
             return Err(format!("unknown query `{name}`"));
         }

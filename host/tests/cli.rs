@@ -1,0 +1,202 @@
+//! The `operator-host` binary end to end: plugins, the audit log and its tamper detection, and
+//! clear errors for bad input.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use redb::{ReadableDatabase, TableDefinition};
+
+const AUDIT_RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_records");
+
+fn host(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_operator-host"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("OPERATOR_CONFIG")
+        .env("OPERATOR_LOG", "warn")
+        .output()
+        .expect("running operator-host")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn lists_and_inspects_the_built_in_plugins() {
+    let dir = tempfile::tempdir().unwrap();
+    let list = host(dir.path(), &["plugins", "list"]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    assert!(stdout(&list).contains("tools"), "{}", stdout(&list));
+
+    let inspect = host(dir.path(), &["plugins", "inspect", "tools", "--json"]);
+    assert!(inspect.status.success(), "{}", stderr(&inspect));
+    let document: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(document["world"], "tools");
+    let tools: Vec<&str> =
+        document["catalogue"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(tools, ["wait", "log", "notify"]);
+    assert_eq!(document["grants"].as_array().unwrap().len(), 0, "nothing is granted without configuration");
+
+    let missing = host(dir.path(), &["plugins", "inspect", "nosuch"]);
+    assert!(!missing.status.success());
+    assert!(stderr(&missing).contains("no plugin named `nosuch`"), "{}", stderr(&missing));
+}
+
+#[test]
+fn a_plugin_whose_digest_does_not_match_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin_dir = dir.path().join("plugins").join("forged");
+    std::fs::create_dir_all(&plugin_dir).unwrap();
+    std::fs::write(plugin_dir.join("forged.wasm"), b"\0asm not really").unwrap();
+    std::fs::write(
+        plugin_dir.join("plugin.toml"),
+        format!(
+            "name = \"forged\"\nversion = \"1.0.0\"\nworld = \"subject\"\ncomponent = \"forged.wasm\"\nsha256 = \"{}\"\n",
+            "ab".repeat(32)
+        ),
+    )
+    .unwrap();
+
+    let list = host(dir.path(), &["plugins", "list"]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    let text = stdout(&list);
+    assert!(text.contains("REFUSED forged"), "{text}");
+    assert!(text.contains("plugin.toml says abab"), "{text}");
+    assert!(text.contains("the plugin is refused"), "{text}");
+
+    let audit = host(dir.path(), &["audit", "list", "--kind", "plugin-load", "--json"]);
+    let refused =
+        stdout(&audit).lines().map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()).any(|record| {
+            record["event"]["plugin"] == "forged" && record["event"]["outcome"].to_string().contains("refused")
+        });
+    assert!(refused, "{}", stdout(&audit));
+}
+
+#[test]
+fn a_component_that_is_not_webassembly_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin_dir = dir.path().join("plugins").join("junk");
+    std::fs::create_dir_all(&plugin_dir).unwrap();
+    let bytes = b"definitely not a component";
+    std::fs::write(plugin_dir.join("plugin.wasm"), bytes).unwrap();
+    let sha = operator_host::digest::sha256_hex(bytes);
+    std::fs::write(
+        plugin_dir.join("plugin.toml"),
+        format!("name = \"junk\"\nversion = \"1\"\nworld = \"tools\"\nsha256 = \"{sha}\"\n"),
+    )
+    .unwrap();
+    let text = stdout(&host(dir.path(), &["plugins", "list"]));
+    assert!(text.contains("REFUSED junk"), "{text}");
+    assert!(text.contains("not a valid WebAssembly component"), "{text}");
+}
+
+#[test]
+fn audit_verify_finds_a_record_altered_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(host(dir.path(), &["plugins", "inspect", "tools"]).status.success());
+    let verify = host(dir.path(), &["audit", "verify"]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    assert!(stdout(&verify).contains("hash chain verified"), "{}", stdout(&verify));
+
+    // Change one character of record 2 directly in the database file.
+    {
+        let db = redb::Database::open(dir.path().join("operator.redb")).unwrap();
+        let original = {
+            let read = db.begin_read().unwrap();
+            let table = read.open_table(AUDIT_RECORDS).unwrap();
+            table.get(2).unwrap().unwrap().value().to_vec()
+        };
+        let text = String::from_utf8(original).unwrap();
+        let altered = text.replacen("loaded", "LOADED", 1);
+        assert_ne!(text, altered, "record 2 is a plugin load: {text}");
+        let write = db.begin_write().unwrap();
+        {
+            let mut table = write.open_table(AUDIT_RECORDS).unwrap();
+            table.insert(2, altered.as_bytes()).unwrap();
+        }
+        write.commit().unwrap();
+    }
+
+    let verify = host(dir.path(), &["audit", "verify"]);
+    assert_eq!(verify.status.code(), Some(2), "{}", stdout(&verify));
+    let message = stderr(&verify);
+    assert!(message.contains("record 2"), "{message}");
+}
+
+#[test]
+fn audit_verify_finds_a_removed_record() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(host(dir.path(), &["plugins", "inspect", "tools"]).status.success());
+    {
+        let db = redb::Database::open(dir.path().join("operator.redb")).unwrap();
+        let write = db.begin_write().unwrap();
+        {
+            let mut table = write.open_table(AUDIT_RECORDS).unwrap();
+            table.remove(2).unwrap();
+        }
+        write.commit().unwrap();
+    }
+    let verify = host(dir.path(), &["audit", "verify"]);
+    assert_eq!(verify.status.code(), Some(2));
+    assert!(stderr(&verify).contains("record 2"), "{}", stderr(&verify));
+}
+
+#[test]
+fn audit_list_show_and_export() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(host(dir.path(), &["plugins", "inspect", "tools"]).status.success());
+
+    let list = host(dir.path(), &["audit", "list"]);
+    assert!(list.status.success());
+    assert!(stdout(&list).contains("plugin-call"), "{}", stdout(&list));
+    assert!(stdout(&list).contains("info ok"), "{}", stdout(&list));
+
+    let calls = host(dir.path(), &["audit", "list", "--kind", "plugin-call", "--plugin", "tools", "--json"]);
+    let lines: Vec<serde_json::Value> = stdout(&calls).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1, "{}", stdout(&calls));
+    assert_eq!(lines[0]["event"]["export"], "info");
+    assert_eq!(lines[0]["event"]["args_sha256"].as_str().unwrap().len(), 64);
+
+    let denied = host(dir.path(), &["audit", "list", "--denied"]);
+    assert!(stdout(&denied).contains("no audit records match"), "{}", stdout(&denied));
+
+    let show = host(dir.path(), &["audit", "show", "1"]);
+    assert!(show.status.success());
+    assert!(stdout(&show).contains("prev hash  0000000000"), "{}", stdout(&show));
+
+    let export = host(dir.path(), &["audit", "export", "--jsonl"]);
+    let exported = stdout(&export).lines().count();
+    let all = host(dir.path(), &["audit", "list", "--limit", "100000", "--json"]);
+    assert_eq!(exported, stdout(&all).lines().count());
+    assert!(exported >= 3);
+
+    let bad_kind = host(dir.path(), &["audit", "list", "--kind", "gossip"]);
+    assert!(!bad_kind.status.success());
+    assert!(stderr(&bad_kind).contains("unknown kind `gossip`"), "{}", stderr(&bad_kind));
+    let bad_since = host(dir.path(), &["audit", "list", "--since", "yesterday-ish"]);
+    assert!(!bad_since.status.success());
+    assert!(stderr(&bad_since).contains("neither a duration"), "{}", stderr(&bad_since));
+}
+
+#[test]
+fn a_bad_configuration_is_refused_with_its_place_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("operator.toml"),
+        "[runtime]\nmemory_limit_mib = 0\n[plugins.tools]\ngrants = [{ endpoint = \"hook\", methods = [\"POST\"], paths = [\"/\"] }]\n",
+    )
+    .unwrap();
+    let output = host(dir.path(), &["plugins", "list"]);
+    assert!(!output.status.success());
+    let message = stderr(&output);
+    assert!(message.contains("operator.toml"), "{message}");
+    assert!(message.contains("runtime.memory_limit_mib"), "{message}");
+    assert!(message.contains("endpoint `hook`, which is not configured"), "{message}");
+    assert!(!dir.path().join("operator.redb").exists(), "nothing was written");
+}

@@ -1,0 +1,186 @@
+//! Runtime benchmark: prints the figures the runtime is held to.
+//!
+//! `cargo bench -p operator-tests --bench runtime` (release build). Each figure is the median of
+//! 25 samples; each sample times a batch and divides by its size.
+//!
+//! - instantiate + call a trivial export (fresh store from the `InstancePre`, audited call);
+//! - one guest → host call (from a loop of host calls inside one export);
+//! - a loopback GET made directly with reqwest, and the same GET through the capability gate
+//!   (decision, endpoint resolution, response cap, audit record);
+//! - loading a plugin whose precompiled artifact is cached.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use operator_host::audit::{AuditLog, AuditSink};
+use operator_host::config::{Config, PluginConfig};
+use operator_host::runtime::bindings::types::{Observation, Param, ParamValue};
+use operator_host::runtime::bindings::wit_http::{Method, Request, Target};
+use operator_host::runtime::gate::{EndpointConfig, HttpGate};
+use operator_host::runtime::grants::GrantSpec;
+use operator_host::runtime::manifest::Manifest;
+use operator_host::runtime::{CallContext, PluginSource, Runtime};
+use operator_host::store::Store;
+
+const SAMPLES: usize = 25;
+
+fn component(name: &str) -> Vec<u8> {
+    std::fs::read(std::path::Path::new(env!("TEST_PLUGIN_DIR")).join(format!("{name}.wasm"))).unwrap()
+}
+
+/// Median over samples of the mean time per iteration of `batch` iterations.
+async fn measure<F, Fut>(batch: usize, mut op: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for _ in 0..batch.min(200) {
+        op().await;
+    }
+    let mut samples = Vec::with_capacity(SAMPLES);
+    for _ in 0..SAMPLES {
+        let started = Instant::now();
+        for _ in 0..batch {
+            op().await;
+        }
+        samples.push(started.elapsed() / batch as u32);
+    }
+    samples.sort();
+    samples[SAMPLES / 2]
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:.2} µs", d.as_nanos() as f64 / 1000.0)
+}
+
+async fn serve() -> SocketAddr {
+    let app = axum::Router::new().route("/ok", axum::routing::get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let addr = serve().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::default();
+    config.endpoints.insert(
+        "api".into(),
+        EndpointConfig { urls: vec![format!("http://{addr}")], bearer_token_env: None, headers: BTreeMap::new() },
+    );
+    let grant =
+        GrantSpec { endpoint: Some("api".into()), url: None, methods: vec!["GET".into()], paths: vec!["/ok".into()] };
+    config.plugins.insert("good".into(), PluginConfig { grants: vec![grant], ..PluginConfig::default() });
+    let resolved = config.resolve().unwrap();
+    let log = AuditLog::new(Store::open(dir.path()).unwrap()).unwrap();
+    let sink = AuditSink::spawn(log);
+    let host = Runtime::new(dir.path(), &resolved, sink.clone()).unwrap();
+
+    let bytes = component("good");
+    let sha = operator_host::digest::sha256_hex(&bytes);
+    let manifest = Manifest::parse("name = \"good\"\nversion = \"1.0.0\"\nworld = \"subject\"\n", "bench").unwrap();
+    let plugin_config = resolved.config.plugins["good"].clone();
+    let grants = resolved.grants["good"].clone();
+    let load = || {
+        host.load(manifest.clone(), &bytes, sha.clone(), PluginSource::BuiltIn, &plugin_config, grants.clone())
+            .map_err(|f| f.reason)
+            .unwrap()
+    };
+    let (plugin, _) = load();
+    let subject = plugin.as_subject().unwrap();
+    let context = CallContext::default();
+
+    // 1. instantiate + call a trivial export.
+    let healthy = Observation { taken_at_ms: 0, complete: true, errors: vec![], payload: "ok".into() };
+    let trivial = measure(2000, || async {
+        let violations = subject.check(&context, &healthy).await.unwrap();
+        assert!(violations.is_empty());
+    })
+    .await;
+
+    // 2. guest → host calls: the difference between n = 10 000 and n = 0, per call.
+    let n = |n: i64| vec![Param { name: "n".into(), value: ParamValue::Integer(n) }];
+    let (zero, many) = (n(0), n(10_000));
+    let without = measure(200, || async {
+        subject.query(&context, "host-calls", &zero).await.unwrap().unwrap();
+    })
+    .await;
+    let with = measure(20, || async {
+        subject.query(&context, "host-calls", &many).await.unwrap().unwrap();
+    })
+    .await;
+    let host_call = with.saturating_sub(without) / 10_000;
+
+    // 3. a loopback GET, directly and through the gate, interleaved to share the machine's mood.
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy().build().unwrap();
+    let url = format!("http://{addr}/ok");
+    let shared = host.gate_shared();
+    let plugin_name: Arc<str> = Arc::from("good");
+    let request = Request {
+        target: Target::Endpoint("api".into()),
+        method: Method::Get,
+        path_and_query: "/ok".into(),
+        headers: vec![],
+        body: None,
+        timeout_ms: None,
+    };
+    let gate =
+        HttpGate::new(plugin_name, "observe", resolved.grants["good"].clone(), shared, false, None, sink.clone());
+    let mut direct_samples = Vec::new();
+    let mut gated_samples = Vec::new();
+    for _ in 0..5 {
+        direct_samples.push(
+            measure(400, || async {
+                let body = client.get(&url).send().await.unwrap().bytes().await.unwrap();
+                assert_eq!(&body[..], b"ok");
+            })
+            .await,
+        );
+        gated_samples.push(
+            measure(400, || async {
+                let response = gate.send(request.clone()).await.unwrap();
+                assert_eq!(response.body, b"ok");
+            })
+            .await,
+        );
+    }
+    direct_samples.sort();
+    gated_samples.sort();
+    let direct = direct_samples[2];
+    let gated = gated_samples[2];
+    let overhead = (gated.as_nanos() as f64 / direct.as_nanos() as f64 - 1.0) * 100.0;
+
+    // The whole path: a plugin's observe() doing that GET (instantiate, call, gate, audit).
+    let observe = measure(400, || async {
+        let observation = subject.observe(&context).await.unwrap().unwrap();
+        assert_eq!(observation.payload, "ok");
+    })
+    .await;
+
+    // 4. loading a plugin whose precompiled artifact is cached (read, HMAC check,
+    //    deserialize, link, type-check the world).
+    let cached_load = measure(50, || async {
+        let (_, outcome) = load();
+        assert_eq!(outcome, operator_host::runtime::cache::CacheOutcome::Hit);
+    })
+    .await;
+
+    sink.flush().await.unwrap();
+    println!();
+    println!("{:<58} {:>12}   target", "runtime benchmark (median of 25 samples)", "figure");
+    println!("{:<58} {:>12}   ≤ 20 µs", "instantiate + call a trivial export (audited)", micros(trivial));
+    println!("{:<58} {:>12}", "guest → host call", micros(host_call));
+    println!("{:<58} {:>12}", "loopback GET, direct reqwest", micros(direct));
+    println!("{:<58} {:>12}", "loopback GET, through the capability gate", micros(gated));
+    println!("{:<58} {:>11.1}%   ≤ 10 %", "gate overhead over direct reqwest", overhead);
+    println!("{:<58} {:>12}", "plugin observe() doing that GET (instantiate+call+gate)", micros(observe));
+    println!("{:<58} {:>12}   ≤ 2 ms", "load a cached precompiled plugin", micros(cached_load));
+}
