@@ -15,7 +15,7 @@ lint:
 
 # The runtime benchmark (release build; the first run compiles wasmtime in release mode).
 bench:
-    cargo bench -p operator-host --bench runtime
+    cargo bench -p operator-tests --bench runtime
 
 # Everything CI does.
 ci:

@@ -348,8 +348,5 @@ async fn the_host_adds_configured_credentials_itself() {
     let h = Harness::new(config);
     still_serves(&h).await;
     let headers = hits.last_headers("/ok");
-    assert!(
-        headers.iter().any(|(name, value)| name == "x-api-key" && value == "host-held-secret"),
-        "{headers:?}"
-    );
+    assert!(headers.iter().any(|(name, value)| name == "x-api-key" && value == "host-held-secret"), "{headers:?}");
 }
