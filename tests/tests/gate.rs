@@ -119,3 +119,19 @@ async fn an_endpoint_with_no_live_url_is_unreachable_and_audited() {
     let records = h.records().await;
     assert!(records.iter().any(|r| matches!(&r.event, AuditEvent::Capability { error: Some(_), .. })));
 }
+
+#[tokio::test]
+async fn a_wildcard_grant_does_not_reach_link_local_addresses() {
+    let mut config = Config::default();
+    let grant = GrantSpec {
+        endpoint: None,
+        url: Some("http://*:*".into()),
+        methods: vec!["GET".into()],
+        paths: vec!["/**".into()],
+    };
+    config.plugins.insert("probe".into(), PluginConfig { grants: vec![grant], ..PluginConfig::default() });
+    let h = Harness::new(config);
+    let result =
+        gate(&h, "probe").send(get(Target::Origin("http://169.254.169.254:80".into()), "/latest/meta-data/")).await;
+    assert!(matches!(&result, Err(Error::Denied(m)) if m.contains("link-local")), "{result:?}");
+}

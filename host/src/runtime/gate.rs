@@ -15,6 +15,7 @@
 //! of the store's data, in the manner of wasmtime-wasi's capability modules.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -119,6 +120,7 @@ impl GateShared {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
+            .dns_resolver(Arc::new(EgressResolver))
             .connect_timeout(timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .user_agent(concat!("operator-host/", env!("CARGO_PKG_VERSION")))
@@ -220,6 +222,18 @@ impl HttpGate {
                 return Err(HttpError::Denied(reason));
             }
         };
+
+        if let Resolved::Origin { host, .. } = &target
+            && let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>()
+            && is_forbidden_address(ip)
+            && !rule.contains(host.as_str())
+        {
+            // A wildcard matched a link-local literal; only a grant naming it may reach it.
+            let reason =
+                format!("{host} is a link-local or unspecified address; only a grant naming it literally allows it");
+            self.audit.record(record.denied(&reason, None));
+            return Err(HttpError::Denied(reason));
+        }
 
         let bases: Vec<Url> = match &target {
             Resolved::Endpoint(name) => match self.shared.endpoints.get(name) {
@@ -349,6 +363,36 @@ impl HttpGate {
                 timeout.as_millis()
             )))),
         }
+    }
+}
+
+/// Link-local addresses (cloud metadata services live at 169.254.169.254) and unspecified ones
+/// are never reached through a name or a wildcard: a grant must name such an address literally.
+fn is_forbidden_address(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local() || v4.is_unspecified(),
+        IpAddr::V6(v6) => v6.is_unicast_link_local() || v6.is_unspecified(),
+    }
+}
+
+/// Name resolution for the gate's client: drops forbidden addresses, so a granted name that
+/// resolves to a metadata service (DNS rebinding, a hostile record) leads nowhere.
+struct EgressResolver;
+
+impl reqwest::dns::Resolve for EgressResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        Box::pin(async move {
+            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = resolved.into_iter().filter(|a| !is_forbidden_address(a.ip())).collect();
+            if allowed.is_empty() {
+                return Err(format!(
+                    "`{host}` resolves only to link-local or unspecified addresses, which plugins may not reach"
+                )
+                .into());
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
     }
 }
 
@@ -538,6 +582,16 @@ mod tests {
             headers: BTreeMap::new(),
         };
         assert!(Endpoint::from_config("control", &missing_env).unwrap_err().contains("not set"));
+    }
+
+    #[test]
+    fn link_local_and_unspecified_addresses_are_forbidden() {
+        for ip in ["169.254.169.254", "0.0.0.0", "fe80::1", "::"] {
+            assert!(is_forbidden_address(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["127.0.0.1", "10.0.0.5", "::1", "2001:db8::1"] {
+            assert!(!is_forbidden_address(ip.parse().unwrap()), "{ip}");
+        }
     }
 
     #[test]

@@ -247,30 +247,15 @@ impl Runtime {
                             },
                         );
                     }
-                    Err(error) => {
-                        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                        self.inner.audit.record(AuditEvent::PluginLoad {
-                            plugin: name.clone(),
-                            version: String::new(),
-                            component_sha256: String::new(),
-                            source: dir.display().to_string(),
-                            outcome: LoadOutcome::Refused { reason: error.to_string() },
-                        });
-                        set.refused.push(LoadFailure {
-                            name,
-                            source: dir.display().to_string(),
-                            reason: error.to_string(),
-                        });
-                    }
+                    Err(error) => set.refused.push(self.refuse_dir(&dir, &error)),
                 }
             }
         }
         for (name, candidate) in candidates {
-            let config = resolved.config.plugins.get(&name).cloned().unwrap_or_default();
+            let (config, grants) = configured(resolved, &name);
             if !config.enabled {
                 continue;
             }
-            let grants = resolved.grants.get(&name).cloned().unwrap_or_else(|| Arc::new(Grants::none(&name)));
             match self.load(
                 candidate.manifest,
                 &candidate.component,
@@ -290,20 +275,8 @@ impl Runtime {
 
     /// Reads, verifies and loads one drop-in plugin directory.
     pub fn load_dir(&self, dir: &Path, resolved: &ResolvedConfig) -> Result<Arc<Plugin>, LoadFailure> {
-        let files = manifest::read_plugin_dir(dir).map_err(|e| {
-            let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            self.inner.audit.record(AuditEvent::PluginLoad {
-                plugin: name.clone(),
-                version: String::new(),
-                component_sha256: String::new(),
-                source: dir.display().to_string(),
-                outcome: LoadOutcome::Refused { reason: e.to_string() },
-            });
-            LoadFailure { name, source: dir.display().to_string(), reason: e.to_string() }
-        })?;
-        let name = files.manifest.name.clone();
-        let config = resolved.config.plugins.get(&name).cloned().unwrap_or_default();
-        let grants = resolved.grants.get(&name).cloned().unwrap_or_else(|| Arc::new(Grants::none(&name)));
+        let files = manifest::read_plugin_dir(dir).map_err(|e| self.refuse_dir(dir, &e))?;
+        let (config, grants) = configured(resolved, &files.manifest.name);
         self.load(
             files.manifest,
             &files.component,
@@ -314,6 +287,29 @@ impl Runtime {
         )
         .map(|(plugin, _)| plugin)
     }
+}
+
+impl Runtime {
+    /// Audits and describes a drop-in directory that could not be read or verified.
+    fn refuse_dir(&self, dir: &Path, error: &manifest::ManifestError) -> LoadFailure {
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let failure = LoadFailure { name, source: dir.display().to_string(), reason: error.to_string() };
+        self.inner.audit.record(AuditEvent::PluginLoad {
+            plugin: failure.name.clone(),
+            version: String::new(),
+            component_sha256: String::new(),
+            source: failure.source.clone(),
+            outcome: LoadOutcome::Refused { reason: failure.reason.clone() },
+        });
+        failure
+    }
+}
+
+/// The operator's configuration and grants for a plugin; none configured means no grants.
+fn configured(resolved: &ResolvedConfig, name: &str) -> (PluginConfig, Arc<Grants>) {
+    let config = resolved.config.plugins.get(name).cloned().unwrap_or_default();
+    let grants = resolved.grants.get(name).cloned().unwrap_or_else(|| Arc::new(Grants::none(name)));
+    (config, grants)
 }
 
 struct Candidate {
