@@ -106,6 +106,22 @@ async fn run() {
     })
     .await;
 
+    // The same with the smaller built-in tools plugin and its `info()`.
+    let builtins = host.discover(dir.path(), &resolved);
+    let tools = builtins.get("tools").expect("the built-in tools plugin").clone();
+    let tools = tools.as_tools().unwrap();
+    let small = measure(2000, || async {
+        let info = tools.info(&context).await.unwrap();
+        assert_eq!(info.name, "tools");
+    })
+    .await;
+
+    if std::env::var_os("RUNTIME_BENCH_ONLY_CALLS").is_some() {
+        // For profilers: only the instantiate + call loop.
+        println!("instantiate + call a trivial export: {} (tools info(): {})", micros(trivial), micros(small));
+        return;
+    }
+
     // 2. guest → host calls: the difference between n = 10 000 and n = 0, per call.
     let n = |n: i64| vec![Param { name: "n".into(), value: ParamValue::Integer(n) }];
     let (zero, many) = (n(0), n(10_000));
@@ -177,6 +193,7 @@ async fn run() {
     println!();
     println!("{:<58} {:>12}   target", "runtime benchmark (median of 25 samples)", "figure");
     println!("{:<58} {:>12}   ≤ 20 µs", "instantiate + call a trivial export (audited)", micros(trivial));
+    println!("{:<58} {:>12}", "  the same, built-in tools plugin info()", micros(small));
     println!("{:<58} {:>12}", "guest → host call", micros(host_call));
     println!("{:<58} {:>12}", "loopback GET, direct reqwest", micros(direct));
     println!("{:<58} {:>12}", "loopback GET, through the capability gate", micros(gated));

@@ -9,6 +9,7 @@
 //! Only [`SubjectPlugin::execute`] and [`ToolsPlugin::invoke`] can carry an
 //! [`ExecutionPermit`], so only they can ever send a mutating request (DESIGN rule 3).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use wasmtime::component::{ComponentExportIndex, InstancePre};
 use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{WasiCtxView, WasiView};
 
@@ -40,6 +42,16 @@ pub enum PluginSource {
     Directory(PathBuf),
 }
 
+impl PluginPre {
+    /// The linked component, whatever its world.
+    fn instance_pre(&self) -> &InstancePre<CallState> {
+        match self {
+            PluginPre::Subject(pre) => pre.instance_pre(),
+            PluginPre::Tools(pre) => pre.instance_pre(),
+        }
+    }
+}
+
 impl fmt::Display for PluginSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -48,6 +60,24 @@ impl fmt::Display for PluginSource {
         }
     }
 }
+
+/// The exports of the `subject` world.
+const SUBJECT_EXPORTS: &[&str] = &[
+    "info",
+    "observe",
+    "check",
+    "summarize",
+    "diagnose",
+    "precheck",
+    "execute",
+    "verify",
+    "reconcile",
+    "query",
+    "condition",
+];
+
+/// The exports of the `tools` world.
+const TOOLS_EXPORTS: &[&str] = &["info", "invoke"];
 
 /// A pre-linked component of either world.
 pub enum PluginPre {
@@ -177,6 +207,8 @@ pub struct Plugin {
     deadline: Duration,
     memory_limit: usize,
     pre: PluginPre,
+    /// The component's exports by name, resolved once so a call looks up only its own export.
+    exports: HashMap<&'static str, ComponentExportIndex>,
     runtime: Arc<RuntimeInner>,
 }
 
@@ -195,6 +227,15 @@ impl Plugin {
         let limits = &runtime.limits;
         let deadline = Duration::from_millis(config.call_deadline_ms.unwrap_or(limits.call_deadline_ms));
         let memory_limit = (config.memory_limit_mib.unwrap_or(limits.memory_limit_mib) * 1024 * 1024) as usize;
+        let instance_pre = pre.instance_pre();
+        let names: &[&'static str] = match &pre {
+            PluginPre::Subject(_) => SUBJECT_EXPORTS,
+            PluginPre::Tools(_) => TOOLS_EXPORTS,
+        };
+        let exports = names
+            .iter()
+            .filter_map(|name| instance_pre.component().get_export_index(None, name).map(|index| (*name, index)))
+            .collect();
         Plugin {
             name: Arc::from(manifest.name.as_str()),
             manifest,
@@ -205,6 +246,7 @@ impl Plugin {
             deadline,
             memory_limit,
             pre,
+            exports,
             runtime,
         }
     }
@@ -320,12 +362,18 @@ impl Plugin {
         args: &impl Serialize,
         context: &CallContext,
         permit: Option<&ExecutionPermit>,
-        body: impl for<'a> FnOnce(&'a PluginPre, &'a mut Store<CallState>) -> CallFuture<'a, R> + Send,
+        body: impl for<'a> FnOnce(
+            &'a InstancePre<CallState>,
+            &'a ComponentExportIndex,
+            &'a mut Store<CallState>,
+        ) -> CallFuture<'a, R>
+        + Send,
     ) -> Result<R, CallError> {
         let args_sha256 = crate::digest::sha256_hex(&serde_json::to_vec(args).unwrap_or_default());
+        let index = self.exports.get(export).expect("the world's exports were checked at load");
         let mut store = self.new_store(export, context, permit);
         let started = Instant::now();
-        let result = tokio::time::timeout(self.deadline, body(&self.pre, &mut store)).await;
+        let result = tokio::time::timeout(self.deadline, body(self.pre.instance_pre(), index, &mut store)).await;
         let duration = started.elapsed();
 
         let state = store.data();
@@ -403,15 +451,18 @@ fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or(text).to_owned()
 }
 
-macro_rules! subject_call {
-    ($self:ident, $export:literal, $args:expr, $context:expr, $permit:expr, |$bindings:ident, $store:ident| $call:expr) => {{
-        let plugin = $self.plugin;
-        plugin
-            .call($export, &$args, $context, $permit, move |pre, $store| {
+/// Calls one export on a fresh instance: instantiate, look up that export alone (the world
+/// was type-checked when the plugin was loaded), call it.
+macro_rules! export_call {
+    ($self:ident, $export:literal, $args:expr, $context:expr, $permit:expr, ($($pty:ty),*) = ($($pval:expr),*) -> $ret:ty) => {{
+        $self
+            .plugin
+            .call($export, &$args, $context, $permit, move |pre, index, store| {
                 Box::pin(async move {
-                    let PluginPre::Subject(pre) = pre else { unreachable!("checked by as_subject") };
-                    let $bindings = pre.instantiate_async(&mut *$store).await?;
-                    $call.await
+                    let instance = pre.instantiate_async(&mut *store).await?;
+                    let func = instance.get_typed_func::<($($pty,)*), ($ret,)>(&mut *store, index)?;
+                    let (result,) = func.call_async(&mut *store, ($($pval,)*)).await?;
+                    Ok(result)
                 })
             })
             .await
@@ -432,12 +483,12 @@ impl<'p> SubjectPlugin<'p> {
 
     /// `info()`: name, version, invariants, actions, queries, conditions.
     pub async fn info(&self, context: &CallContext) -> Result<types::SubjectInfo, CallError> {
-        subject_call!(self, "info", (), context, None, |b, store| b.call_info(&mut *store))
+        export_call!(self, "info", (), context, None, () = () -> types::SubjectInfo)
     }
 
     /// `observe()`: a snapshot of the subject (reads only).
     pub async fn observe(&self, context: &CallContext) -> Result<Result<types::Observation, String>, CallError> {
-        subject_call!(self, "observe", (), context, None, |b, store| b.call_observe(&mut *store))
+        export_call!(self, "observe", (), context, None, () = () -> Result<types::Observation, String>)
     }
 
     /// `check(observation)`: the broken invariants.
@@ -448,7 +499,7 @@ impl<'p> SubjectPlugin<'p> {
     ) -> Result<Vec<types::Violation>, CallError> {
         let args = digestible::observation(observation);
         let observation = observation.clone();
-        subject_call!(self, "check", args, context, None, |b, store| b.call_check(&mut *store, &observation))
+        export_call!(self, "check", args, context, None, (&types::Observation) = (&observation) -> Vec<types::Violation>)
     }
 
     /// `summarize(observation)`: generic entities for user interfaces.
@@ -459,7 +510,7 @@ impl<'p> SubjectPlugin<'p> {
     ) -> Result<Vec<types::EntitySummary>, CallError> {
         let args = digestible::observation(observation);
         let observation = observation.clone();
-        subject_call!(self, "summarize", args, context, None, |b, store| b.call_summarize(&mut *store, &observation))
+        export_call!(self, "summarize", args, context, None, (&types::Observation) = (&observation) -> Vec<types::EntitySummary>)
     }
 
     /// `diagnose(ticket, observation)`: the built-in expert rules.
@@ -471,11 +522,7 @@ impl<'p> SubjectPlugin<'p> {
     ) -> Result<Result<types::Diagnosis, String>, CallError> {
         let args = (digestible::ticket(ticket), digestible::observation(observation));
         let (ticket, observation) = (ticket.clone(), observation.clone());
-        subject_call!(self, "diagnose", args, context, None, |b, store| b.call_diagnose(
-            &mut *store,
-            &ticket,
-            &observation
-        ))
+        export_call!(self, "diagnose", args, context, None, (&types::Ticket, &types::Observation) = (&ticket, &observation) -> Result<types::Diagnosis, String>)
     }
 
     /// `precheck(action, params, observation)`: the action's preconditions, before anything is sent.
@@ -488,12 +535,7 @@ impl<'p> SubjectPlugin<'p> {
     ) -> Result<Result<(), types::ActionError>, CallError> {
         let args = (action, digestible::params(params), digestible::observation(observation));
         let (action, params, observation) = (action.to_owned(), params.to_vec(), observation.clone());
-        subject_call!(self, "precheck", args, context, None, |b, store| b.call_precheck(
-            &mut *store,
-            &action,
-            &params,
-            &observation
-        ))
+        export_call!(self, "precheck", args, context, None, (&str, &[types::Param], &types::Observation) = (&action, &params, &observation) -> Result<(), types::ActionError>)
     }
 
     /// `execute(action, params)`: the only subject export that may mutate, and only with a permit.
@@ -506,11 +548,7 @@ impl<'p> SubjectPlugin<'p> {
     ) -> Result<Result<types::ActionOutcome, types::ActionError>, CallError> {
         let args = (action, digestible::params(params));
         let (action, params) = (action.to_owned(), params.to_vec());
-        subject_call!(self, "execute", args, context, Some(permit), |b, store| b.call_execute(
-            &mut *store,
-            &action,
-            &params
-        ))
+        export_call!(self, "execute", args, context, Some(permit), (&str, &[types::Param]) = (&action, &params) -> Result<types::ActionOutcome, types::ActionError>)
     }
 
     /// `verify(action, params, observation)`: whether the action's post-condition holds.
@@ -523,12 +561,7 @@ impl<'p> SubjectPlugin<'p> {
     ) -> Result<types::Verdict, CallError> {
         let args = (action, digestible::params(params), digestible::observation(observation));
         let (action, params, observation) = (action.to_owned(), params.to_vec(), observation.clone());
-        subject_call!(self, "verify", args, context, None, |b, store| b.call_verify(
-            &mut *store,
-            &action,
-            &params,
-            &observation
-        ))
+        export_call!(self, "verify", args, context, None, (&str, &[types::Param], &types::Observation) = (&action, &params, &observation) -> types::Verdict)
     }
 
     /// `reconcile(action, params)`: did an interrupted execution take effect? (reads only)
@@ -540,11 +573,7 @@ impl<'p> SubjectPlugin<'p> {
     ) -> Result<types::Reconciliation, CallError> {
         let args = (action, digestible::params(params));
         let (action, params) = (action.to_owned(), params.to_vec());
-        subject_call!(self, "reconcile", args, context, None, |b, store| b.call_reconcile(
-            &mut *store,
-            &action,
-            &params
-        ))
+        export_call!(self, "reconcile", args, context, None, (&str, &[types::Param]) = (&action, &params) -> types::Reconciliation)
     }
 
     /// `query(name, params)`: a read-only question; returns JSON text.
@@ -556,7 +585,7 @@ impl<'p> SubjectPlugin<'p> {
     ) -> Result<Result<String, String>, CallError> {
         let args = (name, digestible::params(params));
         let (name, params) = (name.to_owned(), params.to_vec());
-        subject_call!(self, "query", args, context, None, |b, store| b.call_query(&mut *store, &name, &params))
+        export_call!(self, "query", args, context, None, (&str, &[types::Param]) = (&name, &params) -> Result<String, String>)
     }
 
     /// `condition(name, params, observation)`: whether a workflow condition holds.
@@ -569,28 +598,8 @@ impl<'p> SubjectPlugin<'p> {
     ) -> Result<Result<bool, String>, CallError> {
         let args = (name, digestible::params(params), digestible::observation(observation));
         let (name, params, observation) = (name.to_owned(), params.to_vec(), observation.clone());
-        subject_call!(self, "condition", args, context, None, |b, store| b.call_condition(
-            &mut *store,
-            &name,
-            &params,
-            &observation
-        ))
+        export_call!(self, "condition", args, context, None, (&str, &[types::Param], &types::Observation) = (&name, &params, &observation) -> Result<bool, String>)
     }
-}
-
-macro_rules! tools_call {
-    ($self:ident, $export:literal, $args:expr, $context:expr, $permit:expr, |$bindings:ident, $store:ident| $call:expr) => {{
-        let plugin = $self.plugin;
-        plugin
-            .call($export, &$args, $context, $permit, move |pre, $store| {
-                Box::pin(async move {
-                    let PluginPre::Tools(pre) = pre else { unreachable!("checked by as_tools") };
-                    let $bindings = pre.instantiate_async(&mut *$store).await?;
-                    $call.await
-                })
-            })
-            .await
-    }};
 }
 
 /// A tools plugin's typed calls.
@@ -607,7 +616,7 @@ impl<'p> ToolsPlugin<'p> {
 
     /// `info()`: the tools offered.
     pub async fn info(&self, context: &CallContext) -> Result<types::ToolsInfo, CallError> {
-        tools_call!(self, "info", (), context, None, |b, store| b.call_info(&mut *store))
+        export_call!(self, "info", (), context, None, () = () -> types::ToolsInfo)
     }
 
     /// `invoke(tool, params)`: runs a tool as an action execution (may mutate with the permit).
@@ -620,7 +629,7 @@ impl<'p> ToolsPlugin<'p> {
     ) -> Result<Result<types::ActionOutcome, types::ActionError>, CallError> {
         let args = (tool, digestible::params(params));
         let (tool, params) = (tool.to_owned(), params.to_vec());
-        tools_call!(self, "invoke", args, context, Some(permit), |b, store| b.call_invoke(&mut *store, &tool, &params))
+        export_call!(self, "invoke", args, context, Some(permit), (&str, &[types::Param]) = (&tool, &params) -> Result<types::ActionOutcome, types::ActionError>)
     }
 }
 

@@ -1,0 +1,986 @@
+//! PD's HTTP API (`server/api/router.go`) served for one PD member: members and leader
+//! (`server/api/member.go`), cluster, stores (`server/api/store.go`), regions (`server/api/region.go`),
+//! config (`server/api/config.go`), schedulers (`server/api/scheduler.go`) and operators
+//! (`server/api/operator.go`), plus PD's `/metrics` and the embedded etcd's `/health` and `/version`.
+//!
+//! Requests under `/pd/api/v1` that reach a follower are served as the leader would serve them, as
+//! PD's redirector proxies them (`pkg/utils/apiutil/serverapi/middleware.go`); with no leader they get
+//! `503`. `GET /config` is answered by whichever member receives it.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde::Serialize;
+
+use super::render::{http_error, input_error, json, message, parse_id, query_pairs, region_json};
+use super::views::{self, MemberView, RegionView, RegionsView, StoresView, store_info};
+use crate::model::{Label, PeerRole, Region, Scheduler, StoreState};
+use crate::sim::{MissingRegionReply, Simulation, StoreOpError};
+use crate::units::{GoFloat, format_rfc3339_ns};
+
+/// Shared simulation state.
+pub type SharedSim = Arc<Mutex<Simulation>>;
+
+/// Per-member request context.
+#[derive(Clone)]
+pub struct MemberCtx {
+    sim: SharedSim,
+    member: usize,
+}
+
+impl MemberCtx {
+    fn lock(&self) -> MutexGuard<'_, Simulation> {
+        // A panic while holding the lock leaves the model usable; keep serving.
+        self.sim.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+const PREFIX: &str = "/pd/api/v1";
+
+/// The router of PD member `member` (index into the members list).
+pub fn router(sim: SharedSim, member: usize) -> Router {
+    let ctx = MemberCtx { sim, member };
+    let api = Router::new()
+        .route("/health", get(health))
+        .route("/members", get(members))
+        .route("/leader", get(leader))
+        .route("/leader/resign", post(leader_resign))
+        .route("/leader/transfer/{name}", post(leader_transfer))
+        .route("/cluster", get(cluster))
+        .route("/cluster/status", get(cluster_status))
+        .route("/version", get(version))
+        .route("/status", get(status))
+        .route("/stores", get(stores))
+        .route("/stores/check", get(stores_check))
+        .route("/store/{id}", get(store).delete(store_delete))
+        .route("/store/{id}/state", post(store_state))
+        .route("/store/{id}/label", post(store_label))
+        .route("/store/{id}/weight", post(store_weight))
+        .route("/store/{id}/limit", post(store_limit))
+        .route("/stores/limit", get(stores_limit))
+        .route("/regions/count", get(regions_count))
+        .route("/region/id/{id}", get(region_by_id))
+        .route("/region/key/{key}", get(region_by_key))
+        .route("/regions", get(regions_all))
+        .route("/regions/key", get(regions_scan))
+        .route("/regions/store/{id}", get(regions_of_store))
+        .route("/regions/{order}", get(regions_top))
+        .route("/regions/check/{kind}", get(regions_check))
+        .route("/config", get(config).post(config_update))
+        .route("/config/replicate", get(config_replicate))
+        .route("/schedulers", get(schedulers_list).post(schedulers_add))
+        .route("/schedulers/{name}", delete(schedulers_remove).post(schedulers_pause))
+        .route("/scheduler-config/evict-leader-scheduler/list", get(evict_leader_config))
+        .route("/operators", get(operators).post(operators_add).delete(operators_cancel_all))
+        .route("/operators/{id}", get(operator_get).delete(operator_cancel));
+    Router::new()
+        .nest(PREFIX, api)
+        .route("/health", get(etcd_health))
+        .route("/version", get(etcd_version))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(ctx.clone(), redirect))
+        .with_state(ctx)
+}
+
+/// Go's `http.NotFound`, which gorilla/mux answers for unknown routes.
+async fn not_found() -> Response {
+    http_error(StatusCode::NOT_FOUND, "404 page not found")
+}
+
+/// PD's redirector: a follower serves API requests as the leader would; with no leader, `503`.
+async fn redirect(State(ctx): State<MemberCtx>, req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let local = !path.starts_with(PREFIX)
+        || (req.method() == Method::GET && path == format!("{PREFIX}/config"))
+        || req.headers().contains_key("PD-Allow-follower-handle");
+    if !local && ctx.lock().pd_leader.is_none() {
+        return http_error(StatusCode::SERVICE_UNAVAILABLE, "[PD:apiutil:ErrRedirectNoLeader]redirect finds no leader");
+    }
+    next.run(req).await
+}
+
+#[derive(Serialize)]
+struct HealthView {
+    name: String,
+    member_id: u64,
+    client_urls: Vec<String>,
+    health: bool,
+}
+
+async fn health(State(ctx): State<MemberCtx>) -> Response {
+    let sim = ctx.lock();
+    let list: Vec<HealthView> = sim
+        .members
+        .iter()
+        .map(|m| HealthView {
+            name: m.name.clone(),
+            member_id: m.member_id,
+            client_urls: vec![m.client_url.clone()],
+            health: m.alive,
+        })
+        .collect();
+    json(StatusCode::OK, &list)
+}
+
+#[derive(Serialize)]
+struct Header {
+    cluster_id: u64,
+}
+
+#[derive(Serialize)]
+struct MembersView {
+    header: Header,
+    members: Vec<MemberView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    leader: Option<MemberView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    etcd_leader: Option<MemberView>,
+}
+
+async fn members(State(ctx): State<MemberCtx>) -> Response {
+    let sim = ctx.lock();
+    let leader = sim.pd_leader.and_then(|i| sim.members.get(i));
+    let view = MembersView {
+        header: Header { cluster_id: sim.cluster_id },
+        // Stopped members stay in the etcd membership, as they do in a real cluster.
+        members: sim.members.iter().map(MemberView::from).collect(),
+        leader: leader.map(MemberView::from),
+        etcd_leader: leader.map(MemberView::from),
+    };
+    json(StatusCode::OK, &view)
+}
+
+async fn leader(State(ctx): State<MemberCtx>) -> Response {
+    let sim = ctx.lock();
+    match sim.pd_leader.and_then(|i| sim.members.get(i)) {
+        Some(m) => json(StatusCode::OK, &MemberView::from(m)),
+        None => http_error(StatusCode::SERVICE_UNAVAILABLE, "[PD:apiutil:ErrRedirectNoLeader]redirect finds no leader"),
+    }
+}
+
+/// `POST /leader/resign`: the leader hands leadership to another running member.
+async fn leader_resign(State(ctx): State<MemberCtx>) -> Response {
+    match ctx.lock().transfer_pd_leader(None) {
+        Ok(()) => message(StatusCode::OK, "The resign command is submitted."),
+        Err(e) => message(StatusCode::INTERNAL_SERVER_ERROR, &format!("failed to resign: {e}")),
+    }
+}
+
+/// `POST /leader/transfer/{name}`: leadership moves to the named running member.
+async fn leader_transfer(State(ctx): State<MemberCtx>, Path(name): Path<String>) -> Response {
+    match ctx.lock().transfer_pd_leader(Some(&name)) {
+        Ok(()) => message(StatusCode::OK, "The transfer command is submitted."),
+        Err(e) => message(StatusCode::INTERNAL_SERVER_ERROR, &format!("failed to transfer leader: {e}")),
+    }
+}
+
+#[derive(Serialize)]
+struct ClusterView {
+    id: u64,
+    max_peer_count: u64,
+}
+
+async fn cluster(State(ctx): State<MemberCtx>) -> Response {
+    let sim = ctx.lock();
+    json(StatusCode::OK, &ClusterView { id: sim.cluster_id, max_peer_count: sim.replication.max_replicas })
+}
+
+#[derive(Serialize)]
+struct ClusterStatusView {
+    raft_bootstrap_time: String,
+    is_initialized: bool,
+    replication_status: String,
+}
+
+async fn cluster_status(State(ctx): State<MemberCtx>) -> Response {
+    let sim = ctx.lock();
+    json(
+        StatusCode::OK,
+        &ClusterStatusView {
+            raft_bootstrap_time: format_rfc3339_ns(sim.unix_ns(0)),
+            is_initialized: true,
+            replication_status: String::new(),
+        },
+    )
+}
+
+#[derive(Serialize)]
+struct VersionView {
+    version: &'static str,
+}
+
+async fn version() -> Response {
+    json(StatusCode::OK, &VersionView { version: views::PD_VERSION })
+}
+
+#[derive(Serialize)]
+struct StatusView {
+    build_ts: &'static str,
+    version: &'static str,
+    git_hash: &'static str,
+    start_timestamp: i64,
+}
+
+async fn status(State(ctx): State<MemberCtx>) -> Response {
+    let sim = ctx.lock();
+    json(
+        StatusCode::OK,
+        &StatusView {
+            build_ts: "2024-12-19 05:57:04",
+            version: views::PD_VERSION,
+            git_hash: views::PD_GIT_HASH,
+            start_timestamp: (sim.unix_ns(0) / 1_000_000_000) as i64,
+        },
+    )
+}
+
+/// `GET /stores[?state=N...]`: numeric states filter; by default Up and Offline, Tombstone left out.
+async fn stores(State(ctx): State<MemberCtx>, RawQuery(query): RawQuery) -> Response {
+    let mut wanted = Vec::new();
+    for (k, v) in query_pairs(query.as_deref()) {
+        if k == "state" {
+            match v.parse::<i32>() {
+                Ok(n) => wanted.push(n),
+                Err(_) => {
+                    return input_error(&format!("strconv.Atoi: parsing {}: invalid syntax", quote(&v)));
+                }
+            }
+        }
+    }
+    if wanted.is_empty() {
+        wanted = vec![StoreState::Up.as_i32(), StoreState::Offline.as_i32()];
+    }
+    let sim = ctx.lock();
+    let stats = sim.store_stats();
+    let list: Vec<_> = sim
+        .stores
+        .iter()
+        .filter(|s| wanted.contains(&s.state.as_i32()))
+        .map(|s| store_info(&sim, s, &stats.get(&s.id).copied().unwrap_or_default()))
+        .collect();
+    json(StatusCode::OK, &StoresView { count: list.len(), stores: list })
+}
+
+fn quote(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_default()
+}
+
+/// `GET /stores/check?state=…`: stores whose `state_name` matches, case-insensitively.
+async fn stores_check(State(ctx): State<MemberCtx>, RawQuery(query): RawQuery) -> Response {
+    const KNOWN: [&str; 5] = ["up", "offline", "tombstone", "down", "disconnected"];
+    let mut wanted = Vec::new();
+    for (k, v) in query_pairs(query.as_deref()) {
+        if k == "state" {
+            let lower = v.to_lowercase();
+            if !KNOWN.contains(&lower.as_str()) {
+                return message(StatusCode::BAD_REQUEST, &format!("unknown StoreState: {v}"));
+            }
+            wanted.push(lower);
+        }
+    }
+    let sim = ctx.lock();
+    let stats = sim.store_stats();
+    let list: Vec<_> = sim
+        .stores
+        .iter()
+        .filter(|s| wanted.iter().any(|w| *w == sim.state_name(s).to_lowercase()))
+        .map(|s| store_info(&sim, s, &stats.get(&s.id).copied().unwrap_or_default()))
+        .collect();
+    json(StatusCode::OK, &StoresView { count: list.len(), stores: list })
+}
+
+async fn store(State(ctx): State<MemberCtx>, Path(id): Path<String>) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(msg) => return input_error(&msg),
+    };
+    let sim = ctx.lock();
+    let Some(store) = sim.store(id) else {
+        return message(StatusCode::NOT_FOUND, &format!("[PD:core:ErrStoreNotFound]store {id} not found"));
+    };
+    let stats = sim.store_stats();
+    json(StatusCode::OK, &store_info(&sim, store, &stats.get(&id).copied().unwrap_or_default()))
+}
+
+/// PD's `responseStoreErr`: 404 not found, 410 removed, 400 otherwise.
+fn store_error(err: &StoreOpError) -> Response {
+    let status = match err {
+        StoreOpError::NotFound(_) => StatusCode::NOT_FOUND,
+        StoreOpError::Removed(_) => StatusCode::GONE,
+        StoreOpError::NotEnough { .. } | StoreOpError::Invalid(_) => StatusCode::BAD_REQUEST,
+    };
+    message(status, &err.to_string())
+}
+
+/// `DELETE /store/{id}[?force]`: sets the store Offline.
+async fn store_delete(State(ctx): State<MemberCtx>, Path(id): Path<String>, RawQuery(query): RawQuery) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(msg) => return input_error(&msg),
+    };
+    let force = query_pairs(query.as_deref()).iter().any(|(k, _)| k == "force");
+    match ctx.lock().remove_store(id, force) {
+        Ok(()) => message(StatusCode::OK, "The store is set as Offline."),
+        Err(e) => store_error(&e),
+    }
+}
+
+/// `POST /store/{id}/state?state=Up|Offline`.
+async fn store_state(State(ctx): State<MemberCtx>, Path(id): Path<String>, RawQuery(query): RawQuery) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(msg) => return input_error(&msg),
+    };
+    let state =
+        query_pairs(query.as_deref()).into_iter().find(|(k, _)| k == "state").map(|(_, v)| v).unwrap_or_default();
+    let mut sim = ctx.lock();
+    let result = if state.eq_ignore_ascii_case("up") {
+        sim.up_store(id)
+    } else if state.eq_ignore_ascii_case("offline") {
+        sim.remove_store(id, false)
+    } else {
+        Err(StoreOpError::Invalid(format!("invalid state {state}")))
+    };
+    match result {
+        Ok(()) => message(StatusCode::OK, "The store's state is updated."),
+        Err(e) => store_error(&e),
+    }
+}
+
+/// Parses a JSON object body; the error is the text for PD's `400` errcode reply.
+fn object_body(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    serde_json::from_slice(body).map_err(|e| e.to_string())
+}
+
+/// `POST /store/{id}/label[?force=true]`: merges the labels, or replaces them all with `force`.
+async fn store_label(
+    State(ctx): State<MemberCtx>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(msg) => return input_error(&msg),
+    };
+    let input = match object_body(&body) {
+        Ok(v) => v,
+        Err(msg) => return input_error(&msg),
+    };
+    let mut labels = Vec::new();
+    for (key, value) in &input {
+        let Some(value) = value.as_str() else {
+            return input_error(&format!("json: cannot unmarshal {} into Go value of type string", json_kind(value)));
+        };
+        labels.push(Label { key: key.clone(), value: value.to_string() });
+    }
+    let force = query_pairs(query.as_deref()).iter().any(|(k, v)| k == "force" && v == "true");
+    let mut sim = ctx.lock();
+    let Some(store) = sim.store_mut(id) else {
+        return store_error(&StoreOpError::NotFound(id));
+    };
+    if force {
+        store.labels = labels;
+    } else {
+        for label in labels {
+            match store.labels.iter_mut().find(|l| l.key == label.key) {
+                Some(existing) => existing.value = label.value,
+                None => store.labels.push(label),
+            }
+        }
+    }
+    message(StatusCode::OK, "The store's label is updated.")
+}
+
+/// The JSON type name Go's decoder reports for a value of the wrong type.
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "bool",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
+}
+
+/// `POST /store/{id}/weight` with `{"leader":f,"region":f}`, both required and non-negative.
+async fn store_weight(State(ctx): State<MemberCtx>, Path(id): Path<String>, body: Bytes) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(msg) => return input_error(&msg),
+    };
+    let input = match object_body(&body) {
+        Ok(v) => v,
+        Err(msg) => return input_error(&msg),
+    };
+    let mut weights = [0.0; 2];
+    for (slot, name) in weights.iter_mut().zip(["leader", "region"]) {
+        let Some(value) = input.get(name) else {
+            return message(StatusCode::BAD_REQUEST, &format!("missing {name} weight"));
+        };
+        match value.as_f64() {
+            Some(w) if w >= 0.0 => *slot = w,
+            _ => return message(StatusCode::BAD_REQUEST, &format!("bad format {name} weight")),
+        }
+    }
+    let mut sim = ctx.lock();
+    let Some(store) = sim.store_mut(id) else {
+        return message(StatusCode::INTERNAL_SERVER_ERROR, &StoreOpError::NotFound(id).to_string());
+    };
+    store.leader_weight = weights[0];
+    store.region_weight = weights[1];
+    message(StatusCode::OK, "The store's weight is updated.")
+}
+
+/// `POST /store/{id}/limit` with `{"rate":r[,"type":"add-peer"|"remove-peer"]}`; no type sets both.
+async fn store_limit(State(ctx): State<MemberCtx>, Path(id): Path<String>, body: Bytes) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(msg) => return input_error(&msg),
+    };
+    let input = match object_body(&body) {
+        Ok(v) => v,
+        Err(msg) => return input_error(&msg),
+    };
+    let Some(rate) = input.get("rate") else {
+        return message(StatusCode::BAD_REQUEST, "rate unset");
+    };
+    let Some(rate) = rate.as_f64().filter(|r| *r > 0.0) else {
+        return message(StatusCode::BAD_REQUEST, "invalid rate which should be larger than 0");
+    };
+    let (add, remove) = match input.get("type").map(|t| t.as_str()) {
+        None => (true, true),
+        Some(Some("add-peer")) => (true, false),
+        Some(Some("remove-peer")) => (false, true),
+        Some(_) => return message(StatusCode::BAD_REQUEST, "unknown type"),
+    };
+    let mut sim = ctx.lock();
+    let Some(store) = sim.store_mut(id) else {
+        return message(StatusCode::INTERNAL_SERVER_ERROR, &StoreOpError::NotFound(id).to_string());
+    };
+    if add {
+        store.add_peer_limit = rate;
+    }
+    if remove {
+        store.remove_peer_limit = rate;
+    }
+    message(StatusCode::OK, "The store's limit is updated.")
+}
+
+#[derive(Serialize)]
+struct StoreLimitView {
+    #[serde(rename = "add-peer")]
+    add_peer: GoFloat,
+    #[serde(rename = "remove-peer")]
+    remove_peer: GoFloat,
+}
+
+/// `GET /stores/limit`: `{"<id>":{"add-peer":r,"remove-peer":r}}` for every store not yet removed.
+async fn stores_limit(State(ctx): State<MemberCtx>) -> Response {
+    let sim = ctx.lock();
+    let limits: std::collections::BTreeMap<String, StoreLimitView> = sim
+        .stores
+        .iter()
+        .filter(|s| s.state != StoreState::Tombstone)
+        .map(|s| {
+            (
+                s.id.to_string(),
+                StoreLimitView { add_peer: GoFloat(s.add_peer_limit), remove_peer: GoFloat(s.remove_peer_limit) },
+            )
+        })
+        .collect();
+    json(StatusCode::OK, &limits)
+}
+
+async fn regions_count(State(ctx): State<MemberCtx>) -> Response {
+    let sim = ctx.lock();
+    json(StatusCode::OK, &RegionsView { count: sim.regions.len(), regions: None })
+}
+
+async fn region_by_id(State(ctx): State<MemberCtx>, Path(id): Path<String>) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(msg) => return input_error(&msg),
+    };
+    let sim = ctx.lock();
+    match sim.region(id) {
+        Some(region) => region_json(&RegionView::from(region)),
+        None => missing_region(&sim, &id.to_string()),
+    }
+}
+
+/// The missing-region reply for the configured PD version.
+fn missing_region(sim: &Simulation, what: &str) -> Response {
+    match sim.spec.missing_region_reply {
+        MissingRegionReply::EmptyRegion => region_json(&RegionView::empty()),
+        MissingRegionReply::NotFound => {
+            message(StatusCode::NOT_FOUND, &format!("[PD:region:ErrRegionNotFound]region {what} not found"))
+        }
+    }
+}
+
+/// A key from a path or query: raw bytes, or hex with `format=hex`.
+fn decode_key(text: &str, hex: bool) -> Result<Vec<u8>, String> {
+    if !hex {
+        return Ok(text.as_bytes().to_vec());
+    }
+    let bytes = text.as_bytes();
+    if !bytes.len().is_multiple_of(2) {
+        return Err("encoding/hex: odd length hex string".into());
+    }
+    bytes
+        .chunks(2)
+        .map(|pair| {
+            std::str::from_utf8(pair)
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| format!("encoding/hex: invalid byte: U+{:04X}", pair[0]))
+        })
+        .collect()
+}
+
+fn regions_reply<'a>(regions: impl Iterator<Item = &'a Region>) -> Response {
+    let list: Vec<RegionView> = regions.map(RegionView::from).collect();
+    region_json(&RegionsView { count: list.len(), regions: Some(list) })
+}
+
+/// `GET /regions`: every region.
+async fn regions_all(State(ctx): State<MemberCtx>) -> Response {
+    let sim = ctx.lock();
+    regions_reply(sim.regions.iter())
+}
+
+/// `GET /region/key/{key}[?format=hex]`: the region containing the key.
+async fn region_by_key(State(ctx): State<MemberCtx>, Path(key): Path<String>, RawQuery(query): RawQuery) -> Response {
+    let hex = query_pairs(query.as_deref()).iter().any(|(k, v)| k == "format" && v == "hex");
+    let key = match decode_key(&key, hex) {
+        Ok(k) => k,
+        Err(msg) => return message(StatusCode::BAD_REQUEST, &msg),
+    };
+    let sim = ctx.lock();
+    match sim.region_by_key(&key) {
+        Some(region) => region_json(&RegionView::from(region)),
+        None => missing_region(&sim, &crate::units::hex_upper(&key)),
+    }
+}
+
+/// Default and maximum `limit` of region scans and top-N lists.
+const DEFAULT_REGION_LIMIT: usize = 16;
+const MAX_REGION_LIMIT: usize = 10240;
+
+fn parse_limit(pairs: &[(String, String)]) -> Result<usize, Box<Response>> {
+    match pairs.iter().find(|(k, _)| k == "limit") {
+        None => Ok(DEFAULT_REGION_LIMIT),
+        Some((_, v)) => v.parse::<usize>().map(|l| l.min(MAX_REGION_LIMIT)).map_err(|_| {
+            Box::new(message(StatusCode::BAD_REQUEST, &format!("strconv.Atoi: parsing {}: invalid syntax", quote(v))))
+        }),
+    }
+}
+
+/// `GET /regions/key?key=&end_key=&limit=[&format=hex]`: regions from `key` on, up to `end_key`.
+async fn regions_scan(State(ctx): State<MemberCtx>, RawQuery(query): RawQuery) -> Response {
+    let pairs = query_pairs(query.as_deref());
+    let hex = pairs.iter().any(|(k, v)| k == "format" && v == "hex");
+    let get = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or("");
+    let (start, end) = match (decode_key(get("key"), hex), decode_key(get("end_key"), hex)) {
+        (Ok(s), Ok(e)) => (s, e),
+        (Err(msg), _) | (_, Err(msg)) => return message(StatusCode::BAD_REQUEST, &msg),
+    };
+    let limit = match parse_limit(&pairs) {
+        Ok(l) => l,
+        Err(resp) => return *resp,
+    };
+    let sim = ctx.lock();
+    let first = sim.regions.partition_point(|r| !r.end_key.is_empty() && r.end_key.as_slice() <= start.as_slice());
+    let list = sim.regions[first..]
+        .iter()
+        .take_while(|r| end.is_empty() || r.start_key.as_slice() < end.as_slice())
+        .take(if limit == 0 { MAX_REGION_LIMIT } else { limit });
+    regions_reply(list)
+}
+
+/// `GET /regions/store/{id}[?type=leader|follower|learner|pending]`.
+async fn regions_of_store(State(ctx): State<MemberCtx>, Path(id): Path<String>, RawQuery(query): RawQuery) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(msg) => return input_error(&msg),
+    };
+    let kind = query_pairs(query.as_deref()).into_iter().find(|(k, _)| k == "type").map(|(_, v)| v);
+    let sim = ctx.lock();
+    let matches = |r: &&Region| {
+        let Some(peer) = r.peers.iter().find(|p| p.store_id == id) else { return false };
+        match kind.as_deref() {
+            Some("leader") => r.leader == Some(peer.id),
+            Some("follower") => r.leader != Some(peer.id) && peer.role == PeerRole::Voter,
+            Some("learner") => peer.role == PeerRole::Learner,
+            Some("pending") => r.pending_peers.iter().any(|p| p.id == peer.id),
+            _ => true,
+        }
+    };
+    regions_reply(sim.regions.iter().filter(matches))
+}
+
+/// Top-N lists: `GET /regions/{writeflow|readflow|writequery|readquery|size|keys}?limit=`.
+async fn regions_top(State(ctx): State<MemberCtx>, Path(order): Path<String>, RawQuery(query): RawQuery) -> Response {
+    let key: fn(&Region) -> u64 = match order.as_str() {
+        "writeflow" => |r| r.written_bytes,
+        "readflow" => |r| r.read_bytes,
+        // Query counts are not modelled separately; keys written and read stand in for them.
+        "writequery" => |r| r.written_keys,
+        "readquery" => |r| r.read_keys,
+        "size" => |r| r.approximate_size,
+        "keys" => |r| r.approximate_keys,
+        _ => return http_error(StatusCode::NOT_FOUND, "404 page not found"),
+    };
+    let limit = match parse_limit(&query_pairs(query.as_deref())) {
+        Ok(l) => l,
+        Err(resp) => return *resp,
+    };
+    let sim = ctx.lock();
+    let mut list: Vec<&Region> = sim.regions.iter().collect();
+    list.sort_by_key(|r| std::cmp::Reverse(key(r)));
+    regions_reply(list.into_iter().take(limit))
+}
+
+async fn regions_check(State(ctx): State<MemberCtx>, Path(kind): Path<String>) -> Response {
+    let sim = ctx.lock();
+    let mut list = Vec::new();
+    for region in &sim.regions {
+        match crate::checks::region_matches(&sim, region, &kind) {
+            None => return http_error(StatusCode::NOT_FOUND, "404 page not found"),
+            Some(true) => list.push(RegionView::from(region)),
+            Some(false) => {}
+        }
+    }
+    region_json(&RegionsView { count: list.len(), regions: Some(list) })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct ConfigView<'a> {
+    client_urls: &'a str,
+    peer_urls: &'a str,
+    advertise_client_urls: &'a str,
+    advertise_peer_urls: &'a str,
+    name: &'a str,
+    data_dir: String,
+    lease: u64,
+    cluster_version: &'static str,
+    schedule: &'a crate::config::ScheduleConfig,
+    replication: &'a crate::config::ReplicationConfig,
+    pd_server: &'a crate::config::PdServerConfig,
+}
+
+async fn config(State(ctx): State<MemberCtx>) -> Response {
+    let sim = ctx.lock();
+    let Some(member) = sim.members.get(ctx.member) else {
+        return http_error(StatusCode::INTERNAL_SERVER_ERROR, "member missing");
+    };
+    let view = ConfigView {
+        client_urls: &member.client_url,
+        peer_urls: &member.peer_url,
+        advertise_client_urls: &member.client_url,
+        advertise_peer_urls: &member.peer_url,
+        name: &member.name,
+        data_dir: format!("/data/{}", member.name),
+        lease: 5,
+        cluster_version: "8.5.0",
+        schedule: &sim.schedule,
+        replication: &sim.replication,
+        pd_server: &sim.pd_server,
+    };
+    json(StatusCode::OK, &view)
+}
+
+/// `POST /config`: `{"max-store-down-time":"1h"}` or `{"schedule.leader-schedule-limit":8}`.
+async fn config_update(State(ctx): State<MemberCtx>, body: Bytes) -> Response {
+    let input = match object_body(&body) {
+        Ok(v) => v,
+        Err(msg) => return input_error(&msg),
+    };
+    match ctx.lock().update_config(&input) {
+        Ok(()) => message(StatusCode::OK, "The config is updated."),
+        Err(e) => message(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
+async fn config_replicate(State(ctx): State<MemberCtx>) -> Response {
+    let sim = ctx.lock();
+    json(StatusCode::OK, &sim.replication)
+}
+
+async fn schedulers_list(State(ctx): State<MemberCtx>) -> Response {
+    let sim = ctx.lock();
+    let names: Vec<&str> = sim.schedulers.iter().map(|s| s.name.as_str()).collect();
+    json(StatusCode::OK, &names)
+}
+
+/// Schedulers that take no arguments and may be added by name.
+const PLAIN_SCHEDULERS: [&str; 9] = [
+    "balance-leader-scheduler",
+    "balance-region-scheduler",
+    "balance-hot-region-scheduler",
+    "evict-slow-store-scheduler",
+    "evict-slow-trend-scheduler",
+    "shuffle-leader-scheduler",
+    "shuffle-region-scheduler",
+    "random-merge-scheduler",
+    "label-scheduler",
+];
+
+/// `POST /schedulers`: evict-leader and grant-leader take a store and accumulate stores.
+async fn schedulers_add(State(ctx): State<MemberCtx>, body: Bytes) -> Response {
+    let input = match object_body(&body) {
+        Ok(v) => v,
+        Err(msg) => return input_error(&msg),
+    };
+    let Some(name) = input.get("name").and_then(|v| v.as_str()) else {
+        return message(StatusCode::BAD_REQUEST, "missing scheduler name");
+    };
+    let mut sim = ctx.lock();
+    if name == "evict-leader-scheduler" || name == "grant-leader-scheduler" {
+        let Some(store_id) = input.get("store_id").and_then(|v| v.as_f64()) else {
+            return message(StatusCode::BAD_REQUEST, "missing store id");
+        };
+        let store_id = store_id as u64;
+        if sim.store(store_id).is_none() {
+            return message(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("[PD:core:ErrStoreNotFound]store {store_id} not found"),
+            );
+        }
+        if let Some(existing) = sim.schedulers.iter_mut().find(|s| s.name == name) {
+            if !existing.store_ids.contains(&store_id) {
+                existing.store_ids.push(store_id);
+            }
+            sim.wake_patrol();
+            return message(StatusCode::OK, "The scheduler has been applied to the store.");
+        }
+        sim.schedulers.push(Scheduler { name: name.into(), store_ids: vec![store_id], paused_until_ms: None });
+        sim.wake_patrol();
+        return message(StatusCode::OK, "The scheduler is created.");
+    }
+    if !PLAIN_SCHEDULERS.contains(&name) {
+        return message(StatusCode::BAD_REQUEST, "unknown scheduler");
+    }
+    if sim.schedulers.iter().any(|s| s.name == name) {
+        return message(StatusCode::BAD_REQUEST, "[PD:scheduler:ErrSchedulerExisted]scheduler existed");
+    }
+    sim.schedulers.push(Scheduler { name: name.into(), store_ids: vec![], paused_until_ms: None });
+    sim.wake_patrol();
+    message(StatusCode::OK, "The scheduler is created.")
+}
+
+/// `DELETE /schedulers/{name}`; `evict-leader-scheduler-{id}` removes one store from the scheduler.
+async fn schedulers_remove(State(ctx): State<MemberCtx>, Path(name): Path<String>) -> Response {
+    let not_found = || message(StatusCode::NOT_FOUND, "[PD:scheduler:ErrSchedulerNotFound]scheduler not found");
+    let mut sim = ctx.lock();
+    for base in ["evict-leader-scheduler", "grant-leader-scheduler"] {
+        let Some(suffix) = name.strip_prefix(base).and_then(|s| s.strip_prefix('-')) else { continue };
+        let Ok(store_id) = suffix.parse::<u64>() else { return not_found() };
+        let Some(pos) = sim.schedulers.iter().position(|s| s.name == base) else { return not_found() };
+        let sched = &mut sim.schedulers[pos];
+        let Some(i) = sched.store_ids.iter().position(|&s| s == store_id) else { return not_found() };
+        sched.store_ids.remove(i);
+        if sched.store_ids.is_empty() {
+            sim.schedulers.remove(pos);
+        }
+        return message(StatusCode::OK, "The scheduler is removed.");
+    }
+    match sim.schedulers.iter().position(|s| s.name == name) {
+        Some(pos) => {
+            sim.schedulers.remove(pos);
+            message(StatusCode::OK, "The scheduler is removed.")
+        }
+        None => not_found(),
+    }
+}
+
+/// `POST /schedulers/{name}` with `{"delay":seconds}`: pauses the scheduler; `0` resumes it.
+async fn schedulers_pause(State(ctx): State<MemberCtx>, Path(name): Path<String>, body: Bytes) -> Response {
+    let input = match object_body(&body) {
+        Ok(v) => v,
+        Err(msg) => return input_error(&msg),
+    };
+    let Some(delay) = input.get("delay") else {
+        return message(StatusCode::BAD_REQUEST, "missing pause time");
+    };
+    let Some(delay) = delay.as_i64() else {
+        return input_error(&format!("json: cannot unmarshal {} into Go value of type int64", json_kind(delay)));
+    };
+    if ctx.lock().pause_scheduler(&name, delay.max(0) as u64) {
+        message(StatusCode::OK, "Pause or resume the scheduler successfully.")
+    } else {
+        message(StatusCode::INTERNAL_SERVER_ERROR, "[PD:scheduler:ErrSchedulerNotFound]scheduler not found")
+    }
+}
+
+#[derive(Serialize)]
+struct KeyRange {
+    #[serde(rename = "start-key")]
+    start_key: &'static str,
+    #[serde(rename = "end-key")]
+    end_key: &'static str,
+}
+
+#[derive(Serialize)]
+struct EvictLeaderConfig {
+    #[serde(rename = "store-id-ranges")]
+    store_id_ranges: std::collections::BTreeMap<String, Vec<KeyRange>>,
+    batch: u64,
+}
+
+/// `GET /scheduler-config/evict-leader-scheduler/list`: the evicted stores, each over the whole key space.
+async fn evict_leader_config(State(ctx): State<MemberCtx>) -> Response {
+    let sim = ctx.lock();
+    let Some(sched) = sim.schedulers.iter().find(|s| s.name == crate::scheduler::EVICT_LEADER) else {
+        return message(StatusCode::NOT_FOUND, "[PD:scheduler:ErrSchedulerNotFound]scheduler not found");
+    };
+    let store_id_ranges =
+        sched.store_ids.iter().map(|id| (id.to_string(), vec![KeyRange { start_key: "", end_key: "" }])).collect();
+    json(StatusCode::OK, &EvictLeaderConfig { store_id_ranges, batch: 3 })
+}
+
+/// `GET /operators[?kind=…]`: operator descriptions as strings; `[]` when empty, `null` with `?kind=`.
+async fn operators(State(ctx): State<MemberCtx>, RawQuery(query): RawQuery) -> Response {
+    let kinds: Vec<String> =
+        query_pairs(query.as_deref()).into_iter().filter(|(k, _)| k == "kind").map(|(_, v)| v).collect();
+    let sim = ctx.lock();
+    let list: Vec<String> = sim
+        .operators
+        .iter()
+        .filter(|op| kinds.is_empty() || kinds.iter().any(|k| op.has_kind(k)))
+        .map(|op| op.describe(&sim))
+        .collect();
+    if list.is_empty() && !kinds.is_empty() {
+        return json(StatusCode::OK, &serde_json::Value::Null);
+    }
+    json(StatusCode::OK, &list)
+}
+
+/// Operators the simulator recognises but does not run.
+const UNSIMULATED_OPERATORS: [&str; 4] = ["transfer-region", "merge-region", "split-region", "scatter-region"];
+
+/// `POST /operators`: admin operators (`server/api/operator.go`).
+async fn operators_add(State(ctx): State<MemberCtx>, body: Bytes) -> Response {
+    let input = match object_body(&body) {
+        Ok(v) => v,
+        Err(msg) => return input_error(&msg),
+    };
+    let Some(name) = input.get("name").and_then(|v| v.as_str()) else {
+        return message(StatusCode::BAD_REQUEST, "missing operator name");
+    };
+    let number = |key: &str| input.get(key).and_then(|v| v.as_f64()).map(|v| v as u64);
+    let known = ["transfer-leader", "transfer-peer", "add-peer", "add-learner", "remove-peer"];
+    if UNSIMULATED_OPERATORS.contains(&name) {
+        return message(StatusCode::INTERNAL_SERVER_ERROR, &format!("operator {name} is not simulated"));
+    }
+    if !known.contains(&name) {
+        return message(StatusCode::BAD_REQUEST, "unknown operator");
+    }
+    let Some(region_id) = number("region_id") else {
+        return message(StatusCode::BAD_REQUEST, "missing region id");
+    };
+    let mut sim = ctx.lock();
+    let result = match name {
+        "transfer-leader" => match number("to_store_id") {
+            Some(to) => sim.admin_transfer_leader(region_id, to),
+            None => return message(StatusCode::BAD_REQUEST, "invalid store id to transfer leader to"),
+        },
+        "transfer-peer" => match (number("from_store_id"), number("to_store_id")) {
+            (Some(from), Some(to)) => sim.admin_transfer_peer(region_id, from, to),
+            (None, _) => return message(StatusCode::BAD_REQUEST, "invalid store id to transfer peer from"),
+            (_, None) => return message(StatusCode::BAD_REQUEST, "invalid store id to transfer peer to"),
+        },
+        "add-peer" | "add-learner" => match number("store_id") {
+            Some(store) => sim.admin_add_peer(region_id, store, name == "add-learner"),
+            None => return message(StatusCode::BAD_REQUEST, "invalid store id to add peer"),
+        },
+        _ => match number("store_id") {
+            Some(store) => sim.admin_remove_peer(region_id, store),
+            None => return message(StatusCode::BAD_REQUEST, "invalid store id to remove peer"),
+        },
+    };
+    match result {
+        Ok(()) => message(StatusCode::OK, "The operator is created."),
+        Err(e) => message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// `DELETE /operators`: cancels every running operator.
+async fn operators_cancel_all(State(ctx): State<MemberCtx>) -> Response {
+    ctx.lock().cancel_all_operators();
+    message(StatusCode::OK, "All pending operators are canceled.")
+}
+
+const OPERATOR_NOT_FOUND: &str = "[PD:operator:ErrOperatorNotFound]operator not found";
+
+/// `GET /operators/{region_id}`: the running operator, or one finished in the last 10 minutes.
+async fn operator_get(State(ctx): State<MemberCtx>, Path(id): Path<String>) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(msg) => return input_error(&msg),
+    };
+    let sim = ctx.lock();
+    match sim.operator_status(id) {
+        Some(op) => message(StatusCode::OK, &format!("status: {}, operator: {}", op.status.name(), op.describe(&sim))),
+        None => message(StatusCode::INTERNAL_SERVER_ERROR, OPERATOR_NOT_FOUND),
+    }
+}
+
+/// `DELETE /operators/{region_id}`: cancels the region's running operator.
+async fn operator_cancel(State(ctx): State<MemberCtx>, Path(id): Path<String>) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(msg) => return input_error(&msg),
+    };
+    if ctx.lock().cancel_operator(id) {
+        message(StatusCode::OK, "The pending operator is canceled.")
+    } else {
+        message(StatusCode::INTERNAL_SERVER_ERROR, OPERATOR_NOT_FOUND)
+    }
+}
+
+#[derive(Serialize)]
+struct EtcdHealth {
+    health: &'static str,
+    reason: &'static str,
+}
+
+/// etcd's `/health`: healthy while the cluster has a Raft leader (PD's leader is the etcd leader here).
+async fn etcd_health(State(ctx): State<MemberCtx>) -> Response {
+    let has_leader = ctx.lock().pd_leader.is_some();
+    let (status, view) = if has_leader {
+        (StatusCode::OK, EtcdHealth { health: "true", reason: "" })
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, EtcdHealth { health: "false", reason: "RAFT NO LEADER" })
+    };
+    let body = serde_json::to_vec(&view).unwrap_or_default();
+    (status, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+#[derive(Serialize)]
+struct EtcdVersion {
+    etcdserver: &'static str,
+    etcdcluster: &'static str,
+}
+
+async fn etcd_version() -> Response {
+    let body = serde_json::to_vec(&EtcdVersion { etcdserver: "3.5.15", etcdcluster: "3.5.0" }).unwrap_or_default();
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// PD's Prometheus metrics; the cluster collectors run on the leader only, as in PD.
+async fn metrics(State(ctx): State<MemberCtx>) -> Response {
+    let sim = ctx.lock();
+    let text = crate::api::metrics::pd_metrics(&sim, sim.pd_leader == Some(ctx.member));
+    ([(axum::http::header::CONTENT_TYPE, crate::api::metrics::CONTENT_TYPE)], text).into_response()
+}

@@ -1,0 +1,205 @@
+//! A running simulated cluster: one loopback listener per PD member and per store status address,
+//! and a task that steps the simulation in real time multiplied by a speed factor. Killing a store
+//! or a PD member closes its listener (open keep-alive connections are shut down too), so clients see
+//! refused connections as they would from a dead process.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::{Mutex as AsyncMutex, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::api;
+use crate::sim::{ClusterSpec, Simulation, TICK_MS};
+
+/// Real-time interval between stepper wake-ups.
+const STEP_INTERVAL: Duration = Duration::from_millis(10);
+/// Upper bound of ticks run per wake-up, so a stalled process does not lock the model for long.
+const MAX_TICKS_PER_WAKE: u64 = 10_000;
+
+/// One HTTP listener that can be stopped and started again on the same address.
+struct Listener {
+    addr: SocketAddr,
+    router: Router,
+    running: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+impl Listener {
+    async fn bind(addr: SocketAddr, router: Router) -> Result<Self> {
+        let mut listener = Listener { addr, router, running: None };
+        listener.start().await?;
+        Ok(listener)
+    }
+
+    async fn start(&mut self) -> Result<()> {
+        if self.running.is_some() {
+            return Ok(());
+        }
+        let tcp = TcpListener::bind(self.addr).await.with_context(|| format!("binding {}", self.addr))?;
+        self.addr = tcp.local_addr()?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let router = self.router.clone();
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = rx.await;
+            };
+            if let Err(e) = axum::serve(tcp, router).with_graceful_shutdown(shutdown).await {
+                tracing::warn!(error = %e, "listener stopped with an error");
+            }
+        });
+        self.running = Some((tx, task));
+        Ok(())
+    }
+
+    async fn stop(&mut self) {
+        if let Some((tx, task)) = self.running.take() {
+            let _ = tx.send(());
+            // Graceful shutdown closes idle connections; a request in flight gets a short grace.
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(1), task).await.is_err() {
+                abort.abort();
+            }
+        }
+    }
+}
+
+/// A simulated cluster serving PD's API and the stores' status ports on loopback.
+pub struct SimCluster {
+    sim: Arc<Mutex<Simulation>>,
+    members: AsyncMutex<Vec<Listener>>,
+    stores: AsyncMutex<BTreeMap<u64, Listener>>,
+    stepper: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl SimCluster {
+    /// Builds the cluster from `spec`, binds every listener on `127.0.0.1:0`, and steps the
+    /// simulation at `speed` times real time (`0.0` leaves stepping to [`SimCluster::step`]).
+    pub async fn start(spec: ClusterSpec, speed: f64) -> Result<Arc<SimCluster>> {
+        let sim = Arc::new(Mutex::new(Simulation::new(spec)));
+        let loopback: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let member_count = lock(&sim).members.len();
+        let mut members = Vec::with_capacity(member_count);
+        for i in 0..member_count {
+            let listener = Listener::bind(loopback, api::pd::router(sim.clone(), i)).await?;
+            lock(&sim).set_client_url(i, format!("http://{}", listener.addr));
+            members.push(listener);
+        }
+        let store_ids: Vec<u64> = lock(&sim).stores.iter().map(|s| s.id).collect();
+        let mut stores = BTreeMap::new();
+        for id in store_ids {
+            let listener = Listener::bind(loopback, api::status::router(sim.clone(), id)).await?;
+            lock(&sim).set_status_address(id, listener.addr.to_string());
+            stores.insert(id, listener);
+        }
+        let stepper = (speed > 0.0).then(|| tokio::spawn(step_loop(sim.clone(), speed)));
+        Ok(Arc::new(SimCluster {
+            sim,
+            members: AsyncMutex::new(members),
+            stores: AsyncMutex::new(stores),
+            stepper: Mutex::new(stepper),
+        }))
+    }
+
+    /// The PD client URLs (`http://127.0.0.1:port`), one per member, in member order.
+    pub fn pd_urls(&self) -> Vec<String> {
+        lock(&self.sim).members.iter().map(|m| m.client_url.clone()).collect()
+    }
+
+    /// The stores' status addresses (`127.0.0.1:port`) by store id.
+    pub fn status_addrs(&self) -> BTreeMap<u64, String> {
+        lock(&self.sim).stores.iter().map(|s| (s.id, s.status_address.clone())).collect()
+    }
+
+    /// Locks the simulation for inspection or direct manipulation.
+    pub fn sim(&self) -> MutexGuard<'_, Simulation> {
+        lock(&self.sim)
+    }
+
+    /// Advances the simulation by `ms` of simulated time at once.
+    pub fn step(&self, ms: u64) {
+        lock(&self.sim).advance(ms);
+    }
+
+    /// Kills store `id`: its status port closes, and the simulation stops its heartbeats.
+    pub async fn kill_store(&self, id: u64) -> Result<()> {
+        let mut stores = self.stores.lock().await;
+        let listener = stores.get_mut(&id).with_context(|| format!("store {id} not found"))?;
+        // Mark the process dead first so that no request answers between the two steps.
+        lock(&self.sim).kill_store(id)?;
+        listener.stop().await;
+        Ok(())
+    }
+
+    /// Restarts store `id` on the same status address.
+    pub async fn restart_store(&self, id: u64) -> Result<()> {
+        let mut stores = self.stores.lock().await;
+        let listener = stores.get_mut(&id).with_context(|| format!("store {id} not found"))?;
+        listener.start().await?;
+        lock(&self.sim).restart_store(id)?;
+        Ok(())
+    }
+
+    /// Stops PD member `name` (e.g. `pd-0`): its port closes; a lost leader is replaced if a majority remains.
+    pub async fn kill_pd_member(&self, name: &str) -> Result<()> {
+        let idx = self.member_index(name)?;
+        lock(&self.sim).kill_pd_member(name)?;
+        self.members.lock().await[idx].stop().await;
+        Ok(())
+    }
+
+    /// Starts PD member `name` again on the same port.
+    pub async fn restart_pd_member(&self, name: &str) -> Result<()> {
+        let idx = self.member_index(name)?;
+        self.members.lock().await[idx].start().await?;
+        lock(&self.sim).restart_pd_member(name)?;
+        Ok(())
+    }
+
+    fn member_index(&self, name: &str) -> Result<usize> {
+        lock(&self.sim)
+            .members
+            .iter()
+            .position(|m| m.name == name)
+            .with_context(|| format!("pd member {name} not found"))
+    }
+
+    /// Stops stepping and closes every listener.
+    pub async fn shutdown(&self) {
+        let stepper = self.stepper.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = stepper {
+            task.abort();
+        }
+        for listener in self.members.lock().await.iter_mut() {
+            listener.stop().await;
+        }
+        for listener in self.stores.lock().await.values_mut() {
+            listener.stop().await;
+        }
+    }
+}
+
+fn lock(sim: &Mutex<Simulation>) -> MutexGuard<'_, Simulation> {
+    sim.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs as many ticks as simulated time owes: real elapsed time × speed.
+async fn step_loop(sim: Arc<Mutex<Simulation>>, speed: f64) {
+    let started = Instant::now();
+    let mut interval = tokio::time::interval(STEP_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        interval.tick().await;
+        let target_ms = (started.elapsed().as_secs_f64() * 1000.0 * speed) as u64;
+        let mut sim = lock(&sim);
+        let mut ran = 0;
+        while sim.now_ms + TICK_MS <= target_ms && ran < MAX_TICKS_PER_WAKE {
+            sim.tick();
+            ran += 1;
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! A TiKV + PD cluster simulator that serves PD's real HTTP API.
+//!
+//! No real TiKV or PD is needed: [`Simulation`] models PD members, TiKV stores and regions and
+//! advances them in ticks of simulated time (heartbeats, Raft elections, down peers, operators, PD's
+//! replica checker and leader schedulers); [`SimCluster`] serves PD's API (with PD's exact shapes and
+//! quirks) on one loopback port per PD member, and each store's status server on its own port.
+//!
+//! Modules: [`model`] (the cluster's facts), [`sim`] (clock, heartbeats, elections, faults),
+//! [`operator`] (operators and the replica checker), [`scheduler`] (leader schedulers), [`checks`]
+//! (region classification), [`config`] (PD's configuration), [`api`] (HTTP servers), [`cluster`]
+//! (listeners and real-time stepping), [`units`] (PD's wire formats).
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use tikv_sim::{ClusterSpec, SimCluster};
+//! let cluster = SimCluster::start(ClusterSpec::default(), 1.0).await?;
+//! println!("PD at {:?}", cluster.pd_urls());
+//! cluster.kill_store(1).await?;
+//! cluster.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod checks;
+pub mod cluster;
+pub mod config;
+pub mod model;
+pub mod operator;
+pub mod scheduler;
+pub mod sim;
+pub mod units;
+
+pub use cluster::SimCluster;
+pub use sim::{ClusterSpec, MissingRegionReply, SimError, Simulation, StoreOpError};
