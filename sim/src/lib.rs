@@ -8,7 +8,8 @@
 //! Modules: [`model`] (the cluster's facts), [`sim`] (clock, heartbeats, elections, faults),
 //! [`operator`] (operators and the replica checker), [`scheduler`] (leader schedulers), [`checks`]
 //! (region classification), [`config`] (PD's configuration), [`api`] (HTTP servers), [`cluster`]
-//! (listeners and real-time stepping), [`units`] (PD's wire formats).
+//! (listeners and real-time stepping), [`units`] (PD's wire formats), [`workload`] (read and write
+//! flows, hot regions).
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -31,6 +32,7 @@ pub mod operator;
 pub mod scheduler;
 pub mod sim;
 pub mod units;
+pub mod workload;
 
 pub use cluster::SimCluster;
 pub use sim::{ClusterSpec, MissingRegionReply, SimError, Simulation, StoreOpError};

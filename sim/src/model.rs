@@ -154,6 +154,16 @@ pub struct Region {
     pub written_keys: u64,
     /// Keys read in the last heartbeat interval.
     pub read_keys: u64,
+    /// Workload: bytes written per second (before replication).
+    pub write_rate: u64,
+    /// Workload: bytes read per second (served by the leader).
+    pub read_rate: u64,
+    /// Consecutive heartbeats in which the region was hot for writes.
+    pub hot_write_degree: u64,
+    /// Consecutive heartbeats in which the region was hot for reads.
+    pub hot_read_degree: u64,
+    /// Simulated time (ms) of the last region heartbeat PD received.
+    pub last_heartbeat_ms: u64,
 }
 
 impl Region {

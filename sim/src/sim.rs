@@ -99,6 +99,9 @@ pub enum SimError {
     /// No store with this id.
     #[error("store {0} not found")]
     StoreNotFound(u64),
+    /// No region with this id.
+    #[error("region {0} not found")]
+    RegionNotFound(u64),
     /// No PD member with this name.
     #[error("pd member {0} not found")]
     MemberNotFound(String),
@@ -317,6 +320,10 @@ impl Simulation {
             // A few regions are empty (fresh splits, dropped tables); the rest spread up to 96 MiB.
             let approximate_size = if self.rng.random_ratio(1, 50) { 1 } else { self.rng.random_range(8..=96) };
             let approximate_keys = approximate_size * self.rng.random_range(8_000..12_000);
+            // A skewed workload: most regions see little traffic, a few percent are busy.
+            let busy = self.rng.random_ratio(1, 30);
+            let write_rate = if busy { self.rng.random_range(64..512) } else { self.rng.random_range(0..32) } << 10;
+            let read_rate = if busy { self.rng.random_range(256..2048) } else { self.rng.random_range(0..128) } << 10;
             self.region_index.insert(region_id, self.regions.len());
             self.regions.push(Region {
                 id: region_id,
@@ -334,6 +341,11 @@ impl Simulation {
                 read_bytes: 0,
                 written_keys: 0,
                 read_keys: 0,
+                write_rate,
+                read_rate,
+                hot_write_degree: 0,
+                hot_read_degree: 0,
+                last_heartbeat_ms: 0,
             });
         }
     }
@@ -386,6 +398,7 @@ impl Simulation {
             if dead.contains_key(&leader_store) {
                 continue;
             }
+            crate::workload::report_flow(region, now);
             if dead.is_empty() && region.down_peers.is_empty() {
                 continue;
             }

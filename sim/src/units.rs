@@ -161,7 +161,7 @@ pub fn hex_upper(bytes: &[u8]) -> String {
 }
 
 /// A float that serialises like Go's `encoding/json`: integral values carry no `.0` (`1`, not `1.0`).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct GoFloat(pub f64);
 
 impl Serialize for GoFloat {

@@ -212,3 +212,66 @@ async fn metrics_follow_the_simulation() {
     assert_eq!(metric(&pd, "pd_regions_status{type=\"down-peer-region-count\"}"), 500.0);
     c.shutdown().await;
 }
+
+#[tokio::test]
+async fn hot_write_region_shows_in_hotspots() {
+    let c = start().await;
+    let (region, leader) = {
+        let sim = c.sim();
+        let r = &sim.regions[42];
+        (r.id, r.leader_store().unwrap())
+    };
+    c.sim().set_write_rate(region, 32 << 20).unwrap();
+    c.step(4 * 60_000);
+    let hot = get_json(&api(&c, "/hotspot/regions/write")).await;
+    let as_leader = &hot["as_leader"][leader.to_string()];
+    let stat = as_leader["statistics"].as_array().unwrap().iter().find(|s| s["region_id"] == region).unwrap();
+    assert_eq!(
+        stat.as_object().unwrap().keys().map(String::as_str).collect::<Vec<_>>(),
+        [
+            "anti_count",
+            "flow_bytes",
+            "flow_keys",
+            "flow_query",
+            "hot_degree",
+            "is_leader",
+            "last_update_time",
+            "region_id",
+            "store_id"
+        ]
+    );
+    assert_eq!(stat["is_leader"], true);
+    assert!(stat["hot_degree"].as_u64().unwrap() >= 3);
+    let flow = stat["flow_bytes"].as_f64().unwrap();
+    assert!(flow > 25.0 * 1048576.0 && flow < 40.0 * 1048576.0, "{flow}");
+    assert_eq!(
+        hot["as_peer"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter(|s| s["statistics"].as_array().unwrap().iter().any(|x| x["region_id"] == region))
+            .count(),
+        3
+    );
+    for key in [
+        "store_bytes",
+        "store_keys",
+        "store_query",
+        "total_flow_bytes",
+        "total_flow_keys",
+        "total_flow_query",
+        "regions_count",
+    ] {
+        assert!(as_leader.get(key).is_some(), "{key}");
+    }
+    let stores = get_json(&api(&c, "/hotspot/stores")).await;
+    let keys: Vec<&str> = stores.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys.len(), 6);
+    assert!(stores["bytes-write-rate"][leader.to_string()].as_f64().unwrap() > 25.0 * 1048576.0);
+    let top: Value = get_json(&api(&c, "/regions/writeflow?limit=1")).await;
+    assert_eq!(top["regions"][0]["id"], region);
+    assert!(top["regions"][0]["written_bytes"].as_u64().unwrap() > 60 * (25 << 20));
+    let read = get_json(&api(&c, "/hotspot/regions/read")).await;
+    assert!(read["as_peer"].is_object() && read["as_leader"].is_object());
+    c.shutdown().await;
+}

@@ -235,9 +235,9 @@ impl HttpGate {
             return Err(HttpError::Denied(reason));
         }
 
-        let bases: Vec<Url> = match &target {
+        let endpoint = match &target {
             Resolved::Endpoint(name) => match self.shared.endpoints.get(name) {
-                Some(endpoint) => rotated(endpoint),
+                Some(endpoint) => Some(endpoint),
                 None => {
                     let reason =
                         format!("endpoint `{name}` is granted but not configured ([endpoints.{name}] is missing)");
@@ -245,14 +245,19 @@ impl HttpGate {
                     return Err(HttpError::Unreachable(reason));
                 }
             },
-            Resolved::Origin { scheme, host, port } => {
-                vec![Url::parse(&origin_text(scheme, host, *port)).map_err(|e| HttpError::Invalid(e.to_string()))?]
+            Resolved::Origin { .. } => None,
+        };
+        // The URLs to try, in order, with the endpoint URL index each came from.
+        let urls: Vec<(Option<usize>, String)> = match (&target, endpoint) {
+            (Resolved::Origin { scheme, host, port }, _) => {
+                vec![(None, format!("{}{}", origin_text(scheme, host, *port), request.path_and_query))]
             }
+            (Resolved::Endpoint(_), Some(endpoint)) => failover_order(endpoint)
+                .map(|index| (Some(index), join(&endpoint.urls[index], &request.path_and_query)))
+                .collect(),
+            (Resolved::Endpoint(_), None) => unreachable!("an unconfigured endpoint returned above"),
         };
-        let extra_headers = match &target {
-            Resolved::Endpoint(name) => self.shared.endpoints.get(name).map(|e| e.headers.clone()).unwrap_or_default(),
-            Resolved::Origin { .. } => HeaderMap::new(),
-        };
+        let extra_headers = endpoint.map(|e| &e.headers);
         let timeout = match request.timeout_ms {
             Some(ms) => self.shared.timeout.min(Duration::from_millis(u64::from(ms))),
             None => self.shared.timeout,
@@ -260,7 +265,7 @@ impl HttpGate {
 
         if method.is_mutating() {
             // Audit before effect: the intent is durable before anything leaves the host.
-            let intent = record.intent(&rule, &join(&bases[0], &request.path_and_query));
+            let intent = record.intent(&rule, &urls[0].1);
             if let Err(error) = self.audit.record_durable(intent).await {
                 let reason = format!("the audit log could not record the request, so it was not sent: {error}");
                 return Err(HttpError::Unreachable(reason));
@@ -269,18 +274,17 @@ impl HttpGate {
 
         let started = Instant::now();
         let mut last_error = None;
-        for (attempt, base) in bases.iter().enumerate() {
-            let url = join(base, &request.path_and_query);
-            let outcome = self.attempt(&url, &request, method, &extra_headers, timeout).await;
+        for (attempt, (index, url)) in urls.iter().enumerate() {
+            let outcome = self.attempt(url, &request, method, extra_headers, timeout).await;
             let latency = started.elapsed();
             match outcome {
                 Ok(response) => {
-                    if let (Resolved::Endpoint(name), true) = (&target, attempt > 0) {
-                        remember(&self.shared.endpoints[name], base);
+                    if let (Some(endpoint), Some(index), true) = (endpoint, index, attempt > 0) {
+                        endpoint.current.store(*index, Ordering::Relaxed);
                     }
                     self.audit.record(record.completed(
                         &rule,
-                        &url,
+                        url,
                         response.status,
                         response.body.len() as u64,
                         latency,
@@ -293,7 +297,7 @@ impl HttpGate {
                     last_error = Some(HttpError::Unreachable(format!("{url}: {message}")));
                 }
                 Err(Failure::Final(error)) => {
-                    self.audit.record(record.failed(&rule, Some(&url), &describe(&error), latency.as_micros() as u64));
+                    self.audit.record(record.failed(&rule, Some(url), &describe(&error), latency.as_micros() as u64));
                     return Err(error);
                 }
             }
@@ -308,7 +312,7 @@ impl HttpGate {
         url: &str,
         request: &Request,
         method: HttpMethod,
-        extra_headers: &HeaderMap,
+        extra_headers: Option<&HeaderMap>,
         timeout: Duration,
     ) -> Result<Response, Failure> {
         let mut builder = self
@@ -319,7 +323,7 @@ impl HttpGate {
             builder = builder.header(header.name.as_str(), header.value.as_str());
         }
         // Configured credentials come last so that nothing the plugin set can replace them.
-        for (name, value) in extra_headers {
+        for (name, value) in extra_headers.into_iter().flatten() {
             builder = builder.header(name, value.clone());
         }
         if let Some(body) = &request.body {
@@ -491,16 +495,11 @@ fn origin_text(scheme: &str, host: &str, port: u16) -> String {
     }
 }
 
-/// The endpoint's URLs starting with the one that answered last.
-fn rotated(endpoint: &Endpoint) -> Vec<Url> {
-    let start = endpoint.current.load(Ordering::Relaxed) % endpoint.urls.len();
-    endpoint.urls[start..].iter().chain(&endpoint.urls[..start]).cloned().collect()
-}
-
-fn remember(endpoint: &Endpoint, base: &Url) {
-    if let Some(index) = endpoint.urls.iter().position(|u| u == base) {
-        endpoint.current.store(index, Ordering::Relaxed);
-    }
+/// Indices of the endpoint's URLs, starting with the one that answered last.
+fn failover_order(endpoint: &Endpoint) -> impl Iterator<Item = usize> + '_ {
+    let count = endpoint.urls.len();
+    let start = endpoint.current.load(Ordering::Relaxed) % count;
+    (0..count).map(move |offset| (start + offset) % count)
 }
 
 /// The request URL: the base's path (without its trailing slash) followed by the plugin's path.
@@ -602,8 +601,8 @@ mod tests {
             headers: BTreeMap::new(),
         };
         let endpoint = Endpoint::from_config("control", &config).unwrap();
-        remember(&endpoint, &endpoint.urls[1].clone());
-        let order: Vec<u16> = rotated(&endpoint).iter().map(|u| u.port().unwrap()).collect();
+        endpoint.current.store(1, Ordering::Relaxed);
+        let order: Vec<u16> = failover_order(&endpoint).map(|i| endpoint.urls[i].port().unwrap()).collect();
         assert_eq!(order, vec![2, 3, 1]);
     }
 }

@@ -73,6 +73,9 @@ pub fn router(sim: SharedSim, member: usize) -> Router {
         .route("/regions/{order}", get(regions_top))
         .route("/regions/check/{kind}", get(regions_check))
         .route("/config", get(config).post(config_update))
+        .route("/hotspot/regions/write", get(hot_write))
+        .route("/hotspot/regions/read", get(hot_read))
+        .route("/hotspot/stores", get(hot_stores))
         .route("/config/replicate", get(config_replicate))
         .route("/schedulers", get(schedulers_list).post(schedulers_add))
         .route("/schedulers/{name}", delete(schedulers_remove).post(schedulers_pause))
@@ -710,6 +713,21 @@ async fn config_update(State(ctx): State<MemberCtx>, body: Bytes) -> Response {
         Ok(()) => message(StatusCode::OK, "The config is updated."),
         Err(e) => message(StatusCode::BAD_REQUEST, &e.to_string()),
     }
+}
+
+async fn hot_write(State(ctx): State<MemberCtx>) -> Response {
+    let sim = ctx.lock();
+    json(StatusCode::OK, &sim.hot_regions(crate::workload::Flow::Write))
+}
+
+async fn hot_read(State(ctx): State<MemberCtx>) -> Response {
+    let sim = ctx.lock();
+    json(StatusCode::OK, &sim.hot_regions(crate::workload::Flow::Read))
+}
+
+async fn hot_stores(State(ctx): State<MemberCtx>) -> Response {
+    let sim = ctx.lock();
+    json(StatusCode::OK, &sim.hot_stores())
 }
 
 async fn config_replicate(State(ctx): State<MemberCtx>) -> Response {
