@@ -200,3 +200,14 @@ fn a_bad_configuration_is_refused_with_its_place_and_changes_nothing() {
     assert!(message.contains("endpoint `hook`, which is not configured"), "{message}");
     assert!(!dir.path().join("operator.redb").exists(), "nothing was written");
 }
+
+#[test]
+fn sim_arguments_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = host(dir.path(), &["sim", "--speed", "0"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("the speed must be between 0.01 and 1000"), "{}", stderr(&output));
+    let output = host(dir.path(), &["sim", "--stores", "0"]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--stores"), "{}", stderr(&output));
+}

@@ -5,6 +5,7 @@
 
 mod audit_cmd;
 mod plugins_cmd;
+mod sim_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,7 +44,8 @@ Examples:
   operator-host plugins inspect tools
   operator-host audit list --denied --since 1h
   operator-host audit verify
-  operator-host audit export --jsonl > audit.jsonl";
+  operator-host audit export --jsonl > audit.jsonl
+  operator-host sim --stores 6 --pd-members 3 --regions 1000 --speed 1 --seed 1";
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -63,6 +65,8 @@ pub enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
+    /// Runs the built-in simulated cluster (PD's HTTP API and the stores' status ports) on loopback.
+    Sim(sim_cmd::SimArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -90,6 +94,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Plugins(command) => plugins_cmd::run(&context, command).await,
         Command::Audit(command) => audit_cmd::run(&context, command).await,
+        Command::Sim(args) => sim_cmd::run(args).await,
     }
 }
 
