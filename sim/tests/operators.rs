@@ -1,37 +1,12 @@
 //! Operators over time: admin operators through the API, PD's replica checker, Offline → Tombstone.
 
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
+
+use common::{api, call, get_json, start};
 
 use serde_json::{Value, json};
+use tikv_sim::SimCluster;
 use tikv_sim::model::{PeerRole, StoreState};
-use tikv_sim::{ClusterSpec, SimCluster};
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().pool_max_idle_per_host(0).timeout(Duration::from_secs(5)).build().unwrap()
-}
-
-async fn call(method: reqwest::Method, url: &str, body: Option<Value>) -> (u16, String) {
-    let mut req = client().request(method, url);
-    if let Some(body) = body {
-        req = req.body(body.to_string());
-    }
-    let resp = req.send().await.unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
-}
-
-async fn get_json(url: &str) -> Value {
-    client().get(url).send().await.unwrap().json().await.unwrap()
-}
-
-async fn start() -> Arc<SimCluster> {
-    let spec = ClusterSpec { start_unix_ms: Some(1_780_000_000_000), ..ClusterSpec::default() };
-    SimCluster::start(spec, 0.0).await.unwrap()
-}
-
-fn api(c: &SimCluster, path: &str) -> String {
-    format!("{}/pd/api/v1{path}", c.pd_urls()[0])
-}
 
 /// A region, its leader's store and a store without a peer of it.
 fn pick_region(c: &SimCluster) -> (u64, u64, u64, u64) {

@@ -1,36 +1,15 @@
 //! Leader schedulers over time: evict-leader, balance-leader, pausing, leader weights.
 
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
+
+use common::{api, call, client, start};
 
 use serde_json::{Value, json};
-use tikv_sim::{ClusterSpec, SimCluster};
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().pool_max_idle_per_host(0).timeout(Duration::from_secs(5)).build().unwrap()
-}
-
-async fn call(method: reqwest::Method, url: &str, body: Option<Value>) -> (u16, String) {
-    let mut req = client().request(method, url);
-    if let Some(body) = body {
-        req = req.body(body.to_string());
-    }
-    let resp = req.send().await.unwrap();
-    (resp.status().as_u16(), resp.text().await.unwrap())
-}
+use tikv_sim::SimCluster;
 
 async fn leaders(c: &SimCluster) -> Vec<u64> {
     let v: Value = client().get(api(c, "/stores")).send().await.unwrap().json().await.unwrap();
     v["stores"].as_array().unwrap().iter().map(|s| s["status"]["leader_count"].as_u64().unwrap()).collect()
-}
-
-async fn start() -> Arc<SimCluster> {
-    let spec = ClusterSpec { start_unix_ms: Some(1_780_000_000_000), ..ClusterSpec::default() };
-    SimCluster::start(spec, 0.0).await.unwrap()
-}
-
-fn api(c: &SimCluster, path: &str) -> String {
-    format!("{}/pd/api/v1{path}", c.pd_urls()[0])
 }
 
 #[tokio::test]

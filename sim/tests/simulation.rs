@@ -1,28 +1,13 @@
 //! State transitions over simulated time, faults, status ports and determinism.
 
-use std::sync::Arc;
+mod common;
+
+use common::{api, client, get_json, start};
 use std::time::Duration;
 
 use serde_json::Value;
 use tikv_sim::SimCluster;
 use tikv_sim::sim::{ClusterSpec, Simulation};
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().pool_max_idle_per_host(0).timeout(Duration::from_secs(5)).build().unwrap()
-}
-
-async fn get_json(url: &str) -> Value {
-    client().get(url).send().await.unwrap().json().await.unwrap()
-}
-
-async fn start() -> Arc<SimCluster> {
-    let spec = ClusterSpec { start_unix_ms: Some(1_780_000_000_000), ..ClusterSpec::default() };
-    SimCluster::start(spec, 0.0).await.unwrap()
-}
-
-fn api(c: &SimCluster, path: &str) -> String {
-    format!("{}/pd/api/v1{path}", c.pd_urls()[0])
-}
 
 #[tokio::test]
 async fn killed_store_goes_disconnected_then_down_and_loses_leaders() {
