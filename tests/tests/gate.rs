@@ -17,6 +17,28 @@ fn get(target: Target, path: &str) -> Request {
     Request { target, method: Method::Get, path_and_query: path.into(), headers: vec![], body: None, timeout_ms: None }
 }
 
+/// A harness whose plugin `probe` holds one grant, with endpoint `api` at `api_urls` if given.
+fn probe_harness(api_urls: Option<Vec<String>>, grant: GrantSpec) -> Harness {
+    let mut config = Config::default();
+    if let Some(urls) = api_urls {
+        config
+            .endpoints
+            .insert("api".into(), EndpointConfig { urls, bearer_token_env: None, headers: BTreeMap::new() });
+    }
+    config.plugins.insert("probe".into(), PluginConfig { grants: vec![grant], ..PluginConfig::default() });
+    Harness::new(config)
+}
+
+/// A grant of GET on `paths` of endpoint `api`.
+fn api_get_grant(paths: &[&str]) -> GrantSpec {
+    GrantSpec {
+        endpoint: Some("api".into()),
+        url: None,
+        methods: vec!["GET".into()],
+        paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+    }
+}
+
 fn gate(h: &Harness, plugin: &str) -> HttpGate {
     HttpGate::new(
         Arc::from(plugin),
@@ -32,15 +54,13 @@ fn gate(h: &Harness, plugin: &str) -> HttpGate {
 #[tokio::test]
 async fn an_origin_granted_by_pattern_is_reached_and_others_are_not() {
     let (addr, hits) = start_service().await;
-    let mut config = Config::default();
     let grant = GrantSpec {
         endpoint: None,
         url: Some("http://127.0.0.1:*".into()),
         methods: vec!["GET".into()],
         paths: vec!["/ok".into()],
     };
-    config.plugins.insert("probe".into(), PluginConfig { grants: vec![grant], ..PluginConfig::default() });
-    let h = Harness::new(config);
+    let h = probe_harness(None, grant);
     let gate = gate(&h, "probe");
 
     let response = gate.send(get(Target::Origin(format!("http://{addr}")), "/ok")).await.unwrap();
@@ -70,19 +90,7 @@ async fn an_endpoint_fails_over_to_the_url_that_answers_and_sticks_to_it() {
     let (addr, hits) = start_service().await;
     // A port nothing listens on: bind, read the port, close.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let mut config = Config::default();
-    config.endpoints.insert(
-        "api".into(),
-        EndpointConfig {
-            urls: vec![format!("http://{dead}"), format!("http://{addr}")],
-            bearer_token_env: None,
-            headers: BTreeMap::new(),
-        },
-    );
-    let grant =
-        GrantSpec { endpoint: Some("api".into()), url: None, methods: vec!["GET".into()], paths: vec!["/ok".into()] };
-    config.plugins.insert("probe".into(), PluginConfig { grants: vec![grant], ..PluginConfig::default() });
-    let h = Harness::new(config);
+    let h = probe_harness(Some(vec![format!("http://{dead}"), format!("http://{addr}")]), api_get_grant(&["/ok"]));
     let gate = gate(&h, "probe");
 
     for _ in 0..3 {
@@ -105,15 +113,7 @@ async fn an_endpoint_fails_over_to_the_url_that_answers_and_sticks_to_it() {
 #[tokio::test]
 async fn an_endpoint_with_no_live_url_is_unreachable_and_audited() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let mut config = Config::default();
-    config.endpoints.insert(
-        "api".into(),
-        EndpointConfig { urls: vec![format!("http://{dead}")], bearer_token_env: None, headers: BTreeMap::new() },
-    );
-    let grant =
-        GrantSpec { endpoint: Some("api".into()), url: None, methods: vec!["GET".into()], paths: vec!["/ok".into()] };
-    config.plugins.insert("probe".into(), PluginConfig { grants: vec![grant], ..PluginConfig::default() });
-    let h = Harness::new(config);
+    let h = probe_harness(Some(vec![format!("http://{dead}")]), api_get_grant(&["/ok"]));
     let result = gate(&h, "probe").send(get(Target::Endpoint("api".into()), "/ok")).await;
     assert!(matches!(&result, Err(Error::Unreachable(m)) if m.contains(&dead.to_string())), "{result:?}");
     let records = h.records().await;
@@ -122,15 +122,13 @@ async fn an_endpoint_with_no_live_url_is_unreachable_and_audited() {
 
 #[tokio::test]
 async fn a_wildcard_grant_does_not_reach_link_local_addresses() {
-    let mut config = Config::default();
     let grant = GrantSpec {
         endpoint: None,
         url: Some("http://*:*".into()),
         methods: vec!["GET".into()],
         paths: vec!["/**".into()],
     };
-    config.plugins.insert("probe".into(), PluginConfig { grants: vec![grant], ..PluginConfig::default() });
-    let h = Harness::new(config);
+    let h = probe_harness(None, grant);
     let result =
         gate(&h, "probe").send(get(Target::Origin("http://169.254.169.254:80".into()), "/latest/meta-data/")).await;
     assert!(matches!(&result, Err(Error::Denied(m)) if m.contains("link-local")), "{result:?}");
