@@ -90,6 +90,12 @@ pub struct Store {
     pub add_peer_limit: f64,
     /// Remove-peer operations per minute PD allows on the store.
     pub remove_peer_limit: f64,
+    /// Ground truth: the process runs but its messages do not reach PD (a network partition), so
+    /// PD sees no heartbeats while the status port still answers.
+    pub partitioned: bool,
+    /// Ground truth: how many times slower than normal the disk is (1.0 is healthy). Stretches
+    /// snapshot transfers, request latency and the slow score.
+    pub disk_slowdown: f64,
 }
 
 /// A peer's Raft role (`metapb.PeerRole`): Voter = 0, Learner = 1.

@@ -248,6 +248,8 @@ impl Simulation {
                 slow_score: 1,
                 add_peer_limit: DEFAULT_STORE_LIMIT,
                 remove_peer_limit: DEFAULT_STORE_LIMIT,
+                partitioned: false,
+                disk_slowdown: 1.0,
             })
             .collect::<Vec<_>>();
         let mut sim = Simulation {
