@@ -1,0 +1,517 @@
+//! The built-in TiKV plugin run by the real host runtime against the simulated cluster: the
+//! scenarios' violations and diagnoses, the actions and their verification, refusals before any
+//! request, and PD replies that are malformed.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use common::Harness;
+use operator_host::audit::AuditEvent;
+use operator_host::config::{Config, PluginConfig};
+use operator_host::runtime::bindings::types::{
+    ActionError, Diagnosis, Observation, Param, ParamValue, Reconciliation, Ticket, Verdict, Violation,
+};
+use operator_host::runtime::gate::EndpointConfig;
+use operator_host::runtime::grants::GrantSpec;
+use operator_host::runtime::{CallContext, ExecutionPermit, Plugin};
+use tikv_sim::{ClusterSpec, SimCluster};
+
+/// The TiKV plugin over a simulated cluster stepped by hand (speed 0).
+struct Tikv {
+    sim: Arc<SimCluster>,
+    h: Harness,
+    plugin: Arc<Plugin>,
+    context: CallContext,
+}
+
+fn grant(endpoint: Option<&str>, url: Option<&str>, methods: &[&str], paths: &[&str]) -> GrantSpec {
+    GrantSpec {
+        endpoint: endpoint.map(Into::into),
+        url: url.map(Into::into),
+        methods: methods.iter().map(|m| (*m).to_owned()).collect(),
+        paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+    }
+}
+
+/// A configuration granting the TiKV plugin PD (read and write) and the stores' status ports.
+fn config_for(pd_urls: Vec<String>, settings: &[(&str, &str)]) -> Config {
+    let mut config = Config::default();
+    config
+        .endpoints
+        .insert("pd".into(), EndpointConfig { urls: pd_urls, bearer_token_env: None, headers: BTreeMap::new() });
+    let grants = vec![
+        grant(Some("pd"), None, &["GET", "POST", "DELETE"], &["/pd/api/v1/**"]),
+        grant(None, Some("http://127.0.0.1:*"), &["GET"], &["/status"]),
+    ];
+    let settings = settings.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    config.plugins.insert("tikv".into(), PluginConfig { grants, settings, ..PluginConfig::default() });
+    config
+}
+
+impl Tikv {
+    async fn start(spec: ClusterSpec) -> Tikv {
+        Tikv::with_settings(spec, &[]).await
+    }
+
+    async fn with_settings(spec: ClusterSpec, settings: &[(&str, &str)]) -> Tikv {
+        let sim = SimCluster::start(spec, 0.0).await.unwrap();
+        let h = Harness::new(config_for(sim.pd_urls(), settings));
+        let plugins = h.runtime.discover(h.dir.path(), &h.resolved);
+        let plugin = plugins.get("tikv").expect("the built-in TiKV plugin loads").clone();
+        // Let the first heartbeats arrive so PD's clock is known.
+        sim.step(11_000);
+        Tikv { sim, h, plugin, context: CallContext::default() }
+    }
+
+    async fn observe(&self) -> Observation {
+        self.plugin.as_subject().unwrap().observe(&self.context).await.unwrap().expect("observe succeeds")
+    }
+
+    async fn check(&self) -> (Observation, Vec<Violation>) {
+        let observation = self.observe().await;
+        let violations = self.plugin.as_subject().unwrap().check(&self.context, &observation).await.unwrap();
+        (observation, violations)
+    }
+
+    /// Violations as `invariant@entity`.
+    async fn violation_keys(&self) -> Vec<String> {
+        let (observation, violations) = self.check().await;
+        assert!(observation.complete, "observation errors: {:?}", observation.errors);
+        violations.iter().map(|v| format!("{}@{}", v.invariant, v.entity)).collect()
+    }
+
+    async fn violation(&self, invariant: &str, entity: &str) -> (Observation, Violation) {
+        let (observation, violations) = self.check().await;
+        let found = violations.iter().find(|v| v.invariant == invariant && v.entity == entity).cloned();
+        let found = found.unwrap_or_else(|| panic!("no {invariant}@{entity} among {violations:?}"));
+        (observation, found)
+    }
+
+    async fn diagnose(&self, violation: &Violation, observation: &Observation) -> Diagnosis {
+        let ticket = Ticket {
+            id: "T-1".into(),
+            invariant: violation.invariant.clone(),
+            entity: violation.entity.clone(),
+            severity: violation.severity,
+            message: violation.message.clone(),
+            evidence: violation.evidence.clone(),
+            opened_at_ms: observation.taken_at_ms,
+            last_seen_ms: observation.taken_at_ms,
+            occurrences: 1,
+        };
+        self.plugin
+            .as_subject()
+            .unwrap()
+            .diagnose(&self.context, &ticket, observation)
+            .await
+            .unwrap()
+            .expect("diagnosis")
+    }
+
+    async fn precheck(&self, action: &str, params: &[Param]) -> Result<(), ActionError> {
+        let observation = self.observe().await;
+        self.plugin.as_subject().unwrap().precheck(&self.context, action, params, &observation).await.unwrap()
+    }
+
+    async fn execute(&self, action: &str, params: &[Param]) {
+        self.precheck(action, params).await.unwrap_or_else(|e| panic!("{action} precheck: {e:?}"));
+        let permit = ExecutionPermit::for_approved_action(format!("A-{action}"));
+        let outcome = self.plugin.as_subject().unwrap().execute(&self.context, &permit, action, params).await.unwrap();
+        outcome.unwrap_or_else(|e| panic!("{action} failed: {e:?}"));
+    }
+
+    async fn verify(&self, action: &str, params: &[Param]) -> Verdict {
+        let observation = self.observe().await;
+        self.plugin.as_subject().unwrap().verify(&self.context, action, params, &observation).await.unwrap()
+    }
+
+    /// Steps simulated time (`step_ms` at a time) until `verify` holds, at most `max_ms`.
+    async fn verify_within(&self, action: &str, params: &[Param], step_ms: u64, max_ms: u64) -> Verdict {
+        let mut waited = 0;
+        loop {
+            let verdict = self.verify(action, params).await;
+            if matches!(verdict, Verdict::Holds(_)) || waited >= max_ms {
+                return verdict;
+            }
+            self.sim.step(step_ms);
+            waited += step_ms;
+        }
+    }
+
+    async fn mutating_requests(&self) -> usize {
+        self.h
+            .records()
+            .await
+            .iter()
+            .filter(
+                |r| matches!(&r.event, AuditEvent::Capability { method, .. } if method != "GET" && method != "HEAD"),
+            )
+            .count()
+    }
+}
+
+fn int(name: &str, value: u64) -> Param {
+    Param { name: name.into(), value: ParamValue::Integer(value as i64) }
+}
+
+fn num(name: &str, value: f64) -> Param {
+    Param { name: name.into(), value: ParamValue::Number(value) }
+}
+
+fn param_int(params: &[Param], name: &str) -> u64 {
+    match params.iter().find(|p| p.name == name).map(|p| &p.value) {
+        Some(ParamValue::Integer(v)) => *v as u64,
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+fn small() -> ClusterSpec {
+    ClusterSpec { stores: 5, regions: 200, ..ClusterSpec::default() }
+}
+
+#[tokio::test]
+async fn a_healthy_cluster_under_load_raises_nothing_over_two_simulated_hours() {
+    let t = Tikv::start(ClusterSpec { stores: 6, regions: 600, ..ClusterSpec::default() }).await;
+    for _ in 0..24 {
+        t.sim.step(5 * 60_000);
+        let keys = t.violation_keys().await;
+        assert!(keys.is_empty(), "a healthy cluster has no violation: {keys:?}");
+    }
+    let observation = t.observe().await;
+    let entities = t.plugin.as_subject().unwrap().summarize(&t.context, &observation).await.unwrap();
+    assert_eq!(entities.iter().filter(|e| e.kind == "store").count(), 6);
+    assert_eq!(entities.iter().filter(|e| e.kind == "pd-member").count(), 3);
+    t.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_killed_store_is_disconnected_then_down_and_the_rules_follow_s1_then_s2() {
+    let t = Tikv::start(small()).await;
+    t.sim.kill_store(2).await.unwrap();
+    t.sim.step(40_000);
+    let (observation, v) = t.violation("store-down", "store-2").await;
+    assert!(v.message.contains("Disconnected") && v.message.contains("does not answer"), "{}", v.message);
+    let d = t.diagnose(&v, &observation).await;
+    assert!(d.root_cause.contains("stopped heartbeating"), "{}", d.root_cause);
+    assert!(d.recommendations.is_empty(), "S1: wait, do not drain: {:?}", d.recommendations);
+    assert!(d.wait_reason.as_deref().unwrap_or_default().contains("restart"), "{:?}", d.wait_reason);
+    assert!(d.alternatives.len() >= 2);
+
+    // Past max-store-down-time (30 min): Down, and the rule recommends offlining it.
+    t.sim.step(31 * 60_000);
+    let (observation, v) = t.violation("store-down", "store-2").await;
+    assert!(v.message.contains("Down"), "{}", v.message);
+    let d = t.diagnose(&v, &observation).await;
+    assert!(d.summary.contains("S2"), "{}", d.summary);
+    let rec = d.recommendations.first().expect("a recommendation");
+    assert_eq!(rec.action, "offline-store");
+    assert_eq!(param_int(&rec.params, "store"), 2);
+    t.execute("offline-store", &rec.params).await;
+    assert!(matches!(t.verify("offline-store", &rec.params).await, Verdict::Holds(_)));
+    t.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_stale_evict_leader_scheduler_is_found_and_removed() {
+    let t = Tikv::start(small()).await;
+    // A leftover from some maintenance: added straight through PD's API.
+    let pd = t.sim.pd_urls()[0].clone();
+    let reply = reqwest::Client::new()
+        .post(format!("{pd}/pd/api/v1/schedulers"))
+        .header("content-type", "application/json")
+        .body(serde_json::json!({"name": "evict-leader-scheduler", "store_id": 3}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(reply.status().is_success());
+    t.sim.step(5 * 60_000);
+    let (observation, v) = t.violation("stale-evict-leader", "store-3").await;
+    let d = t.diagnose(&v, &observation).await;
+    assert!(d.summary.contains("S4"), "{}", d.summary);
+    let rec = &d.recommendations[0];
+    assert_eq!(rec.action, "remove-stale-scheduler");
+    t.execute(&rec.action, &rec.params).await;
+    assert!(matches!(t.verify(&rec.action, &rec.params).await, Verdict::Holds(_)));
+    t.sim.step(10 * 60_000);
+    assert!(t.sim.sim().store_stats()[&3].leader_count > 0, "leaders return to store 3");
+    assert!(t.violation_keys().await.iter().all(|k| !k.starts_with("stale-evict-leader")));
+    t.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_hot_write_region_is_named_and_the_rule_splits_it() {
+    let t = Tikv::start(small()).await;
+    let region = t.sim.sim().regions[5].id;
+    t.sim.sim().set_write_rate(region, 40 << 20).unwrap();
+    t.sim.step(4 * 60_000);
+    let (observation, v) = t.violation("hot-write-region", &format!("region-{region}")).await;
+    let d = t.diagnose(&v, &observation).await;
+    assert!(d.summary.contains("S5"), "{}", d.summary);
+    assert_eq!(d.recommendations[0].action, "split-region");
+    assert_eq!(param_int(&d.recommendations[0].params, "region"), region);
+    t.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_full_disk_is_low_space_and_its_weight_can_be_lowered() {
+    let t = Tikv::start(small()).await;
+    {
+        let mut sim = t.sim.sim();
+        let store = sim.store_mut(4).unwrap();
+        store.base_used = store.capacity / 10 * 9;
+    }
+    t.sim.step(11_000);
+    let (observation, v) = t.violation("low-disk-space", "store-4").await;
+    let d = t.diagnose(&v, &observation).await;
+    assert!(d.summary.contains("S7"), "{}", d.summary);
+    let weight = d.recommendations.iter().find(|r| r.action == "set-store-weight").expect("a weight recommendation");
+    t.execute("set-store-weight", &weight.params).await;
+    assert!(matches!(t.verify("set-store-weight", &weight.params).await, Verdict::Holds(_)));
+    // Never move peers onto it.
+    let refused = t.precheck("transfer-peer", &[int("region", 2), int("from-store", 1), int("to-store", 4)]).await;
+    assert!(matches!(&refused, Err(ActionError::Precondition(m)) if m.contains("low on space")), "{refused:?}");
+    t.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_slow_store_gets_its_leaders_evicted_and_restored() {
+    let t = Tikv::start(small()).await;
+    t.sim.sim().store_mut(5).unwrap().slow_score = 95;
+    t.sim.step(11_000);
+    let (observation, v) = t.violation("slow-store", "store-5").await;
+    let d = t.diagnose(&v, &observation).await;
+    assert!(d.summary.contains("S8"), "{}", d.summary);
+    let rec = &d.recommendations[0];
+    assert_eq!(rec.action, "evict-leaders");
+    t.execute("evict-leaders", &rec.params).await;
+    let verdict = t.verify_within("evict-leaders", &rec.params, 10_000, 20 * 60_000).await;
+    assert!(matches!(verdict, Verdict::Holds(_)), "{verdict:?}");
+    // A second store may not be evicted at the same time.
+    let second = t.precheck("evict-leaders", &[int("store", 1)]).await;
+    assert!(matches!(&second, Err(ActionError::Precondition(m)) if m.contains("starves")), "{second:?}");
+    t.execute("restore-leaders", &[int("store", 5)]).await;
+    assert!(matches!(t.verify("restore-leaders", &[int("store", 5)]).await, Verdict::Holds(_)));
+    t.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn transfer_leader_moves_the_leader_and_verifies() {
+    let t = Tikv::start(small()).await;
+    let (region, target) = {
+        let sim = t.sim.sim();
+        let region = sim.regions.iter().find(|r| r.leader_store().is_some()).unwrap();
+        let leader = region.leader_store().unwrap();
+        let follower = region.peers.iter().find(|p| p.store_id != leader).unwrap().store_id;
+        (region.id, follower)
+    };
+    let params = [int("region", region), int("to-store", target)];
+    t.execute("transfer-leader", &params).await;
+    // Checked right after the operator runs: balance-leader may undo a one-off move later.
+    let verdict = t.verify_within("transfer-leader", &params, 200, 5_000).await;
+    assert!(matches!(verdict, Verdict::Holds(_)), "{verdict:?}");
+    let reconciled = t.plugin.as_subject().unwrap().reconcile(&t.context, "transfer-leader", &params).await.unwrap();
+    assert!(matches!(reconciled, Reconciliation::TookEffect(_)), "{reconciled:?}");
+    t.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn preconditions_refuse_before_any_request_is_sent() {
+    let t = Tikv::start(ClusterSpec { stores: 3, regions: 60, ..ClusterSpec::default() }).await;
+    let before = t.mutating_requests().await;
+    let region_without_voter_on = {
+        let sim = t.sim.sim();
+        // With 3 stores every region has a voter everywhere; ask for a store that does not exist.
+        sim.regions[0].id
+    };
+    let cases: Vec<(&str, Vec<Param>, &str)> = vec![
+        ("transfer-leader", vec![int("region", region_without_voter_on), int("to-store", 9)], "not in the cluster"),
+        ("transfer-leader", vec![int("region", 999_999), int("to-store", 1)], "does not exist"),
+        ("offline-store", vec![int("store", 1)], "max-replicas"),
+        ("evict-leaders", vec![int("store", 1)], "max-replicas"),
+        ("restore-leaders", vec![int("store", 1)], "not under evict-leader-scheduler"),
+        ("cancel-offline", vec![int("store", 2)], "not Offline"),
+        ("cancel-operator", vec![int("region", region_without_voter_on)], "no operator"),
+    ];
+    for (action, params, expected) in cases {
+        let result = t.precheck(action, &params).await;
+        match result {
+            Err(ActionError::Precondition(message)) => assert!(message.contains(expected), "{action}: {message}"),
+            other => panic!("{action}: expected a precondition refusal, got {other:?}"),
+        }
+    }
+    assert_eq!(t.mutating_requests().await, before, "no mutating request was sent");
+    // Bad parameters are named.
+    let bad = t.precheck("set-store-weight", &[int("store", 1), num("leader-weight", 1.0)]).await;
+    assert!(matches!(&bad, Err(ActionError::InvalidParams(m)) if m.contains("region-weight")), "{bad:?}");
+    t.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_a_pd_leader_every_action_is_held() {
+    let t = Tikv::start(small()).await;
+    t.sim.kill_pd_member("pd-0").await.unwrap();
+    t.sim.kill_pd_member("pd-1").await.unwrap();
+    t.sim.step(15_000);
+    let (observation, violations) = t.check().await;
+    assert!(!observation.complete, "PD without a leader gives a partial observation");
+    let no_leader = violations.iter().find(|v| v.invariant == "pd-no-leader").expect("pd-no-leader");
+    let d = t.diagnose(no_leader, &observation).await;
+    assert!(d.summary.contains("S10"), "{}", d.summary);
+    assert!(d.wait_reason.is_some() && d.recommendations.is_empty());
+    let held = t
+        .plugin
+        .as_subject()
+        .unwrap()
+        .precheck(&t.context, "transfer-leader", &[int("region", 2), int("to-store", 1)], &observation)
+        .await
+        .unwrap();
+    assert!(matches!(&held, Err(ActionError::Precondition(m)) if m.contains("no leader")), "{held:?}");
+    t.sim.shutdown().await;
+}
+
+/// A fake PD answering each path with a fixed status and body.
+async fn fake_pd(routes: Vec<(&'static str, StatusCode, &'static str)>) -> SocketAddr {
+    let routes: BTreeMap<&'static str, (StatusCode, &'static str)> =
+        routes.into_iter().map(|(p, s, b)| (p, (s, b))).collect();
+    let app = Router::new().fallback(move |uri: axum::http::Uri| {
+        let reply = routes.get(uri.path()).copied();
+        async move {
+            match reply {
+                Some((status, body)) => (status, body).into_response(),
+                None => (StatusCode::OK, "[]").into_response(),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+async fn observe_fake(routes: Vec<(&'static str, StatusCode, &'static str)>) -> (Observation, Vec<Violation>) {
+    let addr = fake_pd(routes).await;
+    let h = Harness::new(config_for(vec![format!("http://{addr}")], &[("status-probes", "false")]));
+    let plugins = h.runtime.discover(h.dir.path(), &h.resolved);
+    let plugin = plugins.get("tikv").unwrap().clone();
+    let subject = plugin.as_subject().unwrap();
+    let context = CallContext::default();
+    let observation = subject.observe(&context).await.expect("no crash").expect("an observation, partial");
+    let violations = subject.check(&context, &observation).await.unwrap();
+    (observation, violations)
+}
+
+#[tokio::test]
+async fn malformed_pd_replies_give_a_partial_observation_not_a_healthy_one() {
+    let cases = [
+        (
+            "/pd/api/v1/stores",
+            StatusCode::OK,
+            "{\"stores\": [{\"store\": {\"id\": 1}, \"status\": {\"leader_count\": \"many\"}}]}",
+            "leader_count",
+        ),
+        ("/pd/api/v1/stores", StatusCode::OK, "this is not json", "unreadable"),
+        ("/pd/api/v1/stores", StatusCode::OK, "{\"count\":3,\"stores\":[{\"store\":{\"id\":1,", "unreadable"),
+        (
+            "/pd/api/v1/stores",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "\"[PD:cluster:ErrNotBootstrapped]TiKV cluster not bootstrapped\"",
+            "500",
+        ),
+        ("/pd/api/v1/regions/check/miss-peer", StatusCode::OK, "{\"count\": -1}", "miss-peer"),
+        (
+            "/pd/api/v1/config",
+            StatusCode::OK,
+            "{\"schedule\":{\"max-store-down-time\":\"forever\"},\"replication\":{}}",
+            "max-store-down-time",
+        ),
+        (
+            "/pd/api/v1/stores",
+            StatusCode::OK,
+            "{\"stores\":[{\"store\":{\"id\":1,\"state_name\":\"Up\"},\"status\":{\"capacity\":\"huge\"}}]}",
+            "capacity",
+        ),
+    ];
+    for (path, status, body, expected) in cases {
+        let (observation, _) = observe_fake(vec![(path, status, body)]).await;
+        assert!(!observation.complete, "{path} {body}: must be partial");
+        let errors = observation.errors.join("; ");
+        assert!(errors.contains(path) || errors.contains(expected), "{path}: {errors}");
+        assert!(errors.contains(expected), "{path}: expected `{expected}` in {errors}");
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_pd_is_a_violation_not_silence() {
+    // Nothing listens on this port.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let h = Harness::new(config_for(vec![format!("http://127.0.0.1:{port}")], &[]));
+    let plugins = h.runtime.discover(h.dir.path(), &h.resolved);
+    let subject_plugin = plugins.get("tikv").unwrap().clone();
+    let subject = subject_plugin.as_subject().unwrap();
+    let context = CallContext::default();
+    let observation = subject.observe(&context).await.unwrap().unwrap();
+    assert!(!observation.complete);
+    let violations = subject.check(&context, &observation).await.unwrap();
+    assert!(
+        violations.iter().any(|v| v.invariant == "pd-no-leader" && v.message.contains("does not answer")),
+        "{violations:?}"
+    );
+}
+
+#[tokio::test]
+async fn queries_answer_json_for_an_investigator() {
+    let t = Tikv::start(small()).await;
+    let subject = t.plugin.as_subject().unwrap();
+    let id = t.sim.sim().regions[3].id;
+    let region = subject.query(&t.context, "region", &[int("id", id)]).await.unwrap().unwrap();
+    let region: serde_json::Value = serde_json::from_str(&region).unwrap();
+    assert_eq!(region["region"]["id"], id);
+    let of_store =
+        subject.query(&t.context, "regions-of-store", &[int("store", 1), int("limit", 5)]).await.unwrap().unwrap();
+    let of_store: serde_json::Value = serde_json::from_str(&of_store).unwrap();
+    assert!(of_store["count"].as_u64().unwrap() > 0);
+    assert!(of_store["regions"].as_array().unwrap().len() <= 5);
+    let unknown = subject.query(&t.context, "everything", &[]).await.unwrap();
+    assert!(unknown.unwrap_err().contains("unknown query"));
+    t.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_catalogue_is_typed_and_complete() {
+    let t = Tikv::start(small()).await;
+    let info = t.plugin.as_subject().unwrap().info(&t.context).await.unwrap();
+    let actions: Vec<&str> = info.actions.iter().map(|a| a.name.as_str()).collect();
+    for name in [
+        "transfer-leader",
+        "transfer-peer",
+        "evict-leaders",
+        "restore-leaders",
+        "offline-store",
+        "cancel-offline",
+        "split-region",
+        "scatter-region",
+        "set-store-weight",
+        "set-store-limit",
+        "pause-scheduler",
+        "resume-scheduler",
+        "set-max-store-down-time",
+        "remove-stale-scheduler",
+        "cancel-operator",
+    ] {
+        assert!(actions.contains(&name), "{name} missing from {actions:?}");
+    }
+    let evict = info.actions.iter().find(|a| a.name == "evict-leaders").unwrap();
+    assert_eq!(evict.undo.as_deref(), Some("restore-leaders"));
+    let invariants: Vec<&str> = info.invariants.iter().map(|i| i.name.as_str()).collect();
+    assert!(invariants.len() >= 15, "{invariants:?}");
+    t.sim.shutdown().await;
+}
