@@ -5,6 +5,7 @@
 //!
 //! - [`runtime`]: engine, plugin loading and caching, limits, the capability gate;
 //! - [`audit`]: the hash-chained log of every plugin call and capability decision;
+//! - [`monitor`]: the observe/check loop and tickets;
 //! - [`store`]: redb tables and migrations;
 //! - [`cli`]: the `operator-host` command line.
 
@@ -12,5 +13,6 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod digest;
+pub mod monitor;
 pub mod runtime;
 pub mod store;

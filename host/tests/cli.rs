@@ -211,3 +211,81 @@ fn sim_arguments_are_checked() {
     assert!(!output.status.success());
     assert!(stderr(&output).contains("--stores"), "{}", stderr(&output));
 }
+
+/// Writes one open ticket straight into a fresh data directory.
+fn seed_ticket(data_dir: &Path) -> String {
+    use operator_host::monitor::tickets::{Ticket, TicketEvent, TicketStatus, TicketStore};
+    let store = operator_host::store::Store::open(data_dir).unwrap();
+    let tickets = TicketStore::new(store);
+    let id = tickets.next_id().unwrap();
+    tickets
+        .save(&Ticket {
+            id: id.clone(),
+            plugin: "tikv".into(),
+            invariant: "store-down".into(),
+            entity: "store-2".into(),
+            severity: "critical".into(),
+            status: TicketStatus::Open,
+            message: "store 2 is Down".into(),
+            evidence: vec![],
+            first_seen_ms: 1_800_000_000_000,
+            opened_at_ms: 1_800_000_000_000,
+            last_seen_ms: 1_800_000_010_000,
+            occurrences: 3,
+            absent_since_ms: None,
+            resolved_at_ms: None,
+            resolution: None,
+            reopened: 0,
+            diagnoses: vec![serde_json::json!({
+                "diagnoser": "rules",
+                "diagnosis": {"summary": "store 2 is lost (S2)", "root_cause": "the host is gone", "confidence": 0.8,
+                    "recommendations": [{"action": "offline-store", "params": {"store": 2}, "reason": "repair now",
+                        "urgency": "soon", "expected_outcome": "Tombstone", "risks": "none"}]}
+            })],
+            actions: vec![],
+            history: vec![TicketEvent {
+                at_ms: 1_800_000_000_000,
+                from: None,
+                to: TicketStatus::Open,
+                reason: "store 2 is Down".into(),
+                actor: "monitor".into(),
+            }],
+        })
+        .unwrap();
+    id
+}
+
+#[test]
+fn tickets_are_listed_shown_held_and_resolved_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = seed_ticket(dir.path());
+    let list = host(dir.path(), &["tickets", "list"]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    assert!(stdout(&list).contains(&id) && stdout(&list).contains("store-down@store-2"), "{}", stdout(&list));
+
+    let show = host(dir.path(), &["tickets", "show", &id]);
+    let text = stdout(&show);
+    assert!(text.contains("store 2 is lost (S2)") && text.contains("offline-store store=2"), "{text}");
+
+    let json = host(dir.path(), &["tickets", "show", &id, "--json"]);
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["ticket"]["status"], "open");
+
+    assert!(host(dir.path(), &["tickets", "hold", &id, "--reason", "disk swap"]).status.success());
+    let held = host(dir.path(), &["tickets", "list", "--status", "held", "--json"]);
+    let held: serde_json::Value = serde_json::from_slice(&held.stdout).unwrap();
+    assert_eq!(held[0]["id"], id.as_str());
+    assert!(host(dir.path(), &["tickets", "unhold", &id]).status.success());
+    let unhold_again = host(dir.path(), &["tickets", "unhold", &id]);
+    assert!(!unhold_again.status.success() && stderr(&unhold_again).contains("not held"), "{}", stderr(&unhold_again));
+    assert!(host(dir.path(), &["tickets", "resolve", &id, "--reason", "fixed by hand"]).status.success());
+    let again = host(dir.path(), &["tickets", "resolve", &id]);
+    assert!(!again.status.success() && stderr(&again).contains("is resolved"), "{}", stderr(&again));
+    let missing = host(dir.path(), &["tickets", "show", "T-999999"]);
+    assert!(stderr(&missing).contains("no ticket T-999999"), "{}", stderr(&missing));
+
+    let audit = host(dir.path(), &["audit", "list"]);
+    let audit = stdout(&audit);
+    assert!(audit.contains("open → held by cli") && audit.contains("fixed by hand"), "{audit}");
+    assert!(host(dir.path(), &["audit", "verify"]).status.success());
+}

@@ -218,6 +218,22 @@ pub enum AuditEvent {
         /// The details of the request.
         detail: String,
     },
+    /// A change of state of something the operator manages (a ticket, an action, a workflow, the
+    /// safety switches), recorded before the change takes effect.
+    StateChange {
+        /// What changed: `ticket`, `action`, `workflow`, `safety`.
+        subject: String,
+        /// Its id, e.g. `T-000012`.
+        id: String,
+        /// The state before, if it existed.
+        from: Option<String>,
+        /// The state after.
+        to: String,
+        /// Why, in one line.
+        reason: String,
+        /// Who: `monitor`, `cli`, `api:<user>`, ...
+        actor: String,
+    },
     /// A free-form record from the host (start, stop, configuration change, ...).
     Note {
         /// The text.
@@ -227,7 +243,8 @@ pub enum AuditEvent {
 
 impl AuditEvent {
     /// Every value [`AuditEvent::kind`] can return.
-    pub const KINDS: &'static [&'static str] = &["plugin-load", "plugin-call", "capability", "sandbox", "note"];
+    pub const KINDS: &'static [&'static str] =
+        &["plugin-load", "plugin-call", "capability", "sandbox", "state-change", "note"];
 
     /// A [`AuditEvent::Note`].
     pub fn note(message: impl Into<String>) -> AuditEvent {
@@ -241,6 +258,7 @@ impl AuditEvent {
             AuditEvent::PluginCall { .. } => "plugin-call",
             AuditEvent::Capability { .. } => "capability",
             AuditEvent::Sandbox { .. } => "sandbox",
+            AuditEvent::StateChange { .. } => "state-change",
             AuditEvent::Note { .. } => "note",
         }
     }
@@ -252,7 +270,7 @@ impl AuditEvent {
             | AuditEvent::PluginCall { plugin, .. }
             | AuditEvent::Capability { plugin, .. }
             | AuditEvent::Sandbox { plugin, .. } => Some(plugin),
-            AuditEvent::Note { .. } => None,
+            AuditEvent::StateChange { .. } | AuditEvent::Note { .. } => None,
         }
     }
 
@@ -264,7 +282,10 @@ impl AuditEvent {
                 matches!(decision, Decision::Denied { .. })
             }
             AuditEvent::Sandbox { .. } => true,
-            AuditEvent::PluginLoad { .. } | AuditEvent::PluginCall { .. } | AuditEvent::Note { .. } => false,
+            AuditEvent::PluginLoad { .. }
+            | AuditEvent::PluginCall { .. }
+            | AuditEvent::StateChange { .. }
+            | AuditEvent::Note { .. } => false,
         }
     }
 

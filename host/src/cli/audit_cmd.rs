@@ -209,6 +209,10 @@ pub fn summary(event: &AuditEvent) -> String {
             }
         }
         AuditEvent::Sandbox { export, what, detail, .. } => format!("{export} asked for {what}: {detail}"),
+        AuditEvent::StateChange { subject, id, from, to, reason, actor } => match from {
+            Some(from) => format!("{subject} {id}: {from} → {to} by {actor}: {reason}"),
+            None => format!("{subject} {id}: → {to} by {actor}: {reason}"),
+        },
         AuditEvent::Note { message } => message.clone(),
     }
 }

@@ -6,6 +6,7 @@
 mod audit_cmd;
 mod plugins_cmd;
 mod sim_cmd;
+mod tickets_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +46,9 @@ Examples:
   operator-host audit list --denied --since 1h
   operator-host audit verify
   operator-host audit export --jsonl > audit.jsonl
+  operator-host tickets list --status all
+  operator-host tickets show T-000001
+  operator-host tickets hold T-000001 --reason 'disk swap planned'
   operator-host sim --stores 6 --pd-members 3 --regions 1000 --speed 1 --seed 1";
 
 /// Log output format.
@@ -65,6 +69,9 @@ pub enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
+    /// Tickets: the problems the monitor found, their history and diagnoses.
+    #[command(subcommand)]
+    Tickets(tickets_cmd::TicketsCommand),
     /// Runs the built-in simulated cluster (PD's HTTP API and the stores' status ports) on loopback.
     Sim(sim_cmd::SimArgs),
 }
@@ -94,6 +101,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Plugins(command) => plugins_cmd::run(&context, command).await,
         Command::Audit(command) => audit_cmd::run(&context, command).await,
+        Command::Tickets(command) => tickets_cmd::run(&context, command).await,
         Command::Sim(args) => sim_cmd::run(args).await,
     }
 }
