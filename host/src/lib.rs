@@ -4,11 +4,13 @@
 //! plugin behind the WIT contract in `wit/`. One module per pipeline stage:
 //!
 //! - [`runtime`]: engine, plugin loading and caching, limits, the capability gate;
+//! - [`actions`]: the action lifecycle, its safety rules and the executor;
 //! - [`audit`]: the hash-chained log of every plugin call and capability decision;
 //! - [`monitor`]: the observe/check loop and tickets;
 //! - [`store`]: redb tables and migrations;
 //! - [`cli`]: the `operator-host` command line.
 
+pub mod actions;
 pub mod audit;
 pub mod cli;
 pub mod config;
