@@ -1,11 +1,12 @@
 //! A running simulated cluster: one loopback listener per PD member and per store status address,
 //! and a task that steps the simulation in real time multiplied by a speed factor. Killing a store
 //! or a PD member closes its listener (open keep-alive connections are shut down too), so clients see
-//! refused connections as they would from a dead process.
+//! refused connections as they would from a dead process. A further listener serves the control API
+//! ([`crate::control`]) through which faults are injected at run time.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -15,6 +16,7 @@ use tokio::sync::{Mutex as AsyncMutex, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::api;
+use crate::faults::{Fault, FaultId};
 use crate::sim::{ClusterSpec, Simulation, TICK_MS};
 
 /// Real-time interval between stepper wake-ups.
@@ -73,6 +75,9 @@ pub struct SimCluster {
     sim: Arc<Mutex<Simulation>>,
     members: AsyncMutex<Vec<Listener>>,
     stores: AsyncMutex<BTreeMap<u64, Listener>>,
+    control: AsyncMutex<Option<Listener>>,
+    control_url: OnceLock<String>,
+    speed: f64,
     stepper: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -97,12 +102,29 @@ impl SimCluster {
             stores.insert(id, listener);
         }
         let stepper = (speed > 0.0).then(|| tokio::spawn(step_loop(sim.clone(), speed)));
-        Ok(Arc::new(SimCluster {
+        let cluster = Arc::new(SimCluster {
             sim,
             members: AsyncMutex::new(members),
             stores: AsyncMutex::new(stores),
+            control: AsyncMutex::new(None),
+            control_url: OnceLock::new(),
+            speed,
             stepper: Mutex::new(stepper),
-        }))
+        });
+        let control = Listener::bind(loopback, crate::control::router(Arc::downgrade(&cluster))).await?;
+        let _ = cluster.control_url.set(format!("http://{}", control.addr));
+        *cluster.control.lock().await = Some(control);
+        Ok(cluster)
+    }
+
+    /// Base URL (`http://127.0.0.1:port`) of the control API.
+    pub fn control_url(&self) -> String {
+        self.control_url.get().cloned().unwrap_or_default()
+    }
+
+    /// Simulated time per real time; `0` when stepped by hand.
+    pub fn speed(&self) -> f64 {
+        self.speed
     }
 
     /// The PD client URLs (`http://127.0.0.1:port`), one per member, in member order.
@@ -160,6 +182,64 @@ impl SimCluster {
         Ok(())
     }
 
+    /// Injects a fault (see [`Simulation::inject`]); killed or restarted processes close or reopen
+    /// their ports before this returns. A refused fault's [`crate::SimError`] is in the error chain.
+    pub async fn inject(&self, fault: Fault) -> Result<FaultId> {
+        let id = self.sim().inject(fault)?;
+        self.sync_listeners().await?;
+        Ok(id)
+    }
+
+    /// Clears an active fault, restarting what it killed.
+    pub async fn clear(&self, id: FaultId) -> Result<()> {
+        self.sim().clear(id)?;
+        self.sync_listeners().await
+    }
+
+    /// Clears every active fault; returns their ids.
+    pub async fn clear_all(&self) -> Result<Vec<FaultId>> {
+        let ids = self.sim().clear_all();
+        self.sync_listeners().await?;
+        Ok(ids)
+    }
+
+    /// Runs a fault script as [`Simulation::run_script`] does, opening and closing ports as processes
+    /// die and restart. Meant for a cluster started with speed 0.
+    pub async fn run_script(&self, script: &[(u64, Fault)], until_ms: u64) -> Result<Vec<FaultId>> {
+        let mut steps: Vec<&(u64, Fault)> = script.iter().collect();
+        steps.sort_by_key(|(at, _)| *at);
+        let mut ids = Vec::with_capacity(steps.len());
+        for (at, fault) in steps {
+            self.sim().advance_to(*at);
+            ids.push(self.inject(fault.clone()).await?);
+        }
+        self.sim().advance_to(until_ms);
+        Ok(ids)
+    }
+
+    /// Opens the listeners of running processes and closes those of dead ones, after a change made
+    /// directly in the model (a fault or its clearing).
+    async fn sync_listeners(&self) -> Result<()> {
+        let (stores_alive, members_alive): (BTreeMap<u64, bool>, Vec<bool>) = {
+            let sim = self.sim();
+            (sim.stores.iter().map(|s| (s.id, s.alive)).collect(), sim.members.iter().map(|m| m.alive).collect())
+        };
+        for (id, listener) in self.stores.lock().await.iter_mut() {
+            match stores_alive.get(id) {
+                Some(true) => listener.start().await?,
+                _ => listener.stop().await,
+            }
+        }
+        for (listener, alive) in self.members.lock().await.iter_mut().zip(members_alive) {
+            if alive {
+                listener.start().await?;
+            } else {
+                listener.stop().await;
+            }
+        }
+        Ok(())
+    }
+
     fn member_index(&self, name: &str) -> Result<usize> {
         lock(&self.sim)
             .members
@@ -178,6 +258,9 @@ impl SimCluster {
             listener.stop().await;
         }
         for listener in self.stores.lock().await.values_mut() {
+            listener.stop().await;
+        }
+        if let Some(listener) = self.control.lock().await.as_mut() {
             listener.stop().await;
         }
     }

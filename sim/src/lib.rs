@@ -9,7 +9,8 @@
 //! [`operator`] (operators and the replica checker), [`scheduler`] (leader schedulers), [`checks`]
 //! (region classification), [`config`] (PD's configuration), [`api`] (HTTP servers), [`cluster`]
 //! (listeners and real-time stepping), [`units`] (PD's wire formats), [`workload`] (read and write
-//! flows, hot regions).
+//! flows, hot regions), [`faults`] (faults injected at run time, one per failure scenario) and
+//! [`control`] (the control API on its own port, and the discovery file a client finds it by).
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -27,6 +28,8 @@ pub mod api;
 pub mod checks;
 pub mod cluster;
 pub mod config;
+pub mod control;
+pub mod faults;
 pub mod model;
 pub mod operator;
 pub mod scheduler;
@@ -35,4 +38,5 @@ pub mod units;
 pub mod workload;
 
 pub use cluster::SimCluster;
+pub use faults::{Fault, FaultId};
 pub use sim::{ClusterSpec, MissingRegionReply, SimError, Simulation, StoreOpError};

@@ -2,10 +2,11 @@
 //!
 //! An operator is a list of steps run over simulated time, one operator per region: adding a peer
 //! creates a learner that is pending while its snapshot streams at the store's IO rate (40 MB/s, as in
-//! PD's simulator), then is promoted; removing a peer first moves leadership away if needed. The
-//! replica checker replaces peers on Offline stores at once and on Down stores after
-//! `max-store-down-time`, within `replica-schedule-limit` and the target stores' add-peer limits; an
-//! Offline store that holds no peer becomes Tombstone.
+//! PD's simulator, slowed by the receiving store's disk slowdown), then is promoted; removing a peer
+//! first moves leadership away if needed. The replica checker replaces peers on Offline stores at once
+//! and on Down stores after `max-store-down-time`, within `replica-schedule-limit` and the target
+//! stores' add-peer limits, onto reachable stores that are neither low on space nor past
+//! `max-pending-peer-count`; an Offline store that holds no peer becomes Tombstone.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -440,7 +441,7 @@ impl Simulation {
             let Some(step) = op.steps.get(op.current_step).copied() else { return Some(OpStatus::Success) };
             let region_id = op.region_id;
             let started = op.step_started_ms;
-            let alive = |sim: &Simulation, store: u64| sim.store(store).is_some_and(|s| s.alive);
+            let alive = |sim: &Simulation, store: u64| sim.store(store).is_some_and(|s| s.reachable());
             let done = match step {
                 OpStep::TransferLeader { to, .. } => {
                     if !alive(self, to) {
@@ -467,7 +468,9 @@ impl Simulation {
                         }
                         Some(t) => {
                             let size = self.region(region_id)?.approximate_size.max(1);
-                            let snapshot_ms = size * MIB * 1000 / SNAPSHOT_BYTES_PER_SEC;
+                            // A slow disk on the receiving store stretches the snapshot's apply.
+                            let slowdown = self.store(store).map_or(1.0, |s| s.disk_slowdown.max(1.0));
+                            let snapshot_ms = ((size * MIB * 1000 / SNAPSHOT_BYTES_PER_SEC) as f64 * slowdown) as u64;
                             if now - t < snapshot_ms.max(TICK_MS) {
                                 false
                             } else {
@@ -554,14 +557,18 @@ impl Simulation {
         }
         let stats = self.store_stats();
         let mut counts: HashMap<u64, u64> = stats.iter().map(|(id, s)| (*id, s.region_count)).collect();
-        // PD moves no data onto a store past low-space-ratio.
+        // PD moves no data onto a store past low-space-ratio, nor onto one with more pending peers
+        // than max-pending-peer-count (`pkg/schedule/filter`).
+        let max_pending = self.schedule.max_pending_peer_count;
         let targets: Vec<u64> = self
             .stores
             .iter()
-            .filter(|s| self.check_target(s.id).is_ok() && s.alive)
+            .filter(|s| self.check_target(s.id).is_ok() && s.reachable())
             .filter(|s| {
-                let used = self.used_bytes(s, &stats.get(&s.id).copied().unwrap_or_default());
+                let stat = stats.get(&s.id).copied().unwrap_or_default();
+                let used = self.used_bytes(s, &stat);
                 (used as f64 / s.capacity.max(1) as f64) < self.schedule.low_space_ratio.0
+                    && (max_pending == 0 || stat.pending_peer_count <= max_pending)
             })
             .map(|s| s.id)
             .collect();

@@ -105,6 +105,15 @@ pub enum SimError {
     /// No PD member with this name.
     #[error("pd member {0} not found")]
     MemberNotFound(String),
+    /// No active fault with this id.
+    #[error("fault {0} not found among the active faults")]
+    FaultNotFound(u64),
+    /// A fault's parameters make no sense (e.g. a ratio above 1).
+    #[error("{0}")]
+    InvalidFault(String),
+    /// The fault clashes with the cluster's state or another active fault (e.g. killing a dead store).
+    #[error("{0}")]
+    FaultConflict(String),
 }
 
 /// Why PD refused a change to a store's state, with PD's error text.
@@ -179,6 +188,8 @@ pub struct Simulation {
     pub add_peer_tokens: std::collections::BTreeMap<u64, f64>,
     /// Next id of PD's id allocator.
     pub next_id: u64,
+    /// Injected faults: the active ones and the history (ground truth, not visible through PD).
+    pub faults: crate::faults::FaultBook,
     #[serde(skip)]
     rng: ChaCha8Rng,
 }
@@ -282,6 +293,7 @@ impl Simulation {
             next_patrol_ms: 0,
             patrol_interval_ms: 0,
             next_id: spec.stores as u64 + 1,
+            faults: Default::default(),
             rng,
         };
         sim.build_regions();
@@ -358,11 +370,13 @@ impl Simulation {
         self.ticks += 1;
         let now = self.now_ms;
         for store in &mut self.stores {
-            if store.alive && store.state != StoreState::Tombstone && now >= store.next_heartbeat_ms {
+            let reaches_pd = store.alive && !store.partitioned;
+            if reaches_pd && store.state != StoreState::Tombstone && now >= store.next_heartbeat_ms {
                 store.last_heartbeat_ms = Some(now);
                 store.next_heartbeat_ms = now + STORE_HEARTBEAT_MS;
             }
         }
+        self.update_slow_scores();
         let due: Vec<u64> =
             self.stores.iter().filter(|s| s.election_due_ms.is_some_and(|t| now >= t)).map(|s| s.id).collect();
         for store_id in due {
@@ -392,15 +406,17 @@ impl Simulation {
         let slots = (REGION_HEARTBEAT_MS / TICK_MS) as usize;
         let slot = (self.ticks % slots as u64) as usize;
         let now = self.now_ms;
-        let dead: HashMap<u64, u64> =
-            self.stores.iter().filter(|s| !s.alive).filter_map(|s| s.killed_at_ms.map(|t| (s.id, t))).collect();
+        // Killed and partitioned stores, with the time their peers went silent.
+        let dead = self.cut_off_stores();
+        let lag_chances = self.follower_lag_chances();
         for region in self.regions.iter_mut().skip(slot).step_by(slots) {
-            // Only a live leader sends heartbeats; otherwise PD keeps the last report.
+            // Only a reachable leader sends heartbeats; otherwise PD keeps the last report.
             let Some(leader_store) = region.leader_store() else { continue };
             if dead.contains_key(&leader_store) {
                 continue;
             }
             crate::workload::report_flow(region, now);
+            crate::faults::report_lagging_followers(region, &lag_chances, now);
             if dead.is_empty() && region.down_peers.is_empty() {
                 continue;
             }
@@ -418,7 +434,8 @@ impl Simulation {
 
     /// Raft election in every region led from `store_id` whose other voters still form a majority.
     fn elect_leaders_away_from(&mut self, store_id: u64) {
-        let alive: HashMap<u64, bool> = self.stores.iter().map(|s| (s.id, s.alive)).collect();
+        // A partitioned store is as lost to its Raft groups as a dead one.
+        let alive: HashMap<u64, bool> = self.stores.iter().map(|s| (s.id, s.reachable())).collect();
         if alive.get(&store_id).copied().unwrap_or(true) {
             return;
         }
@@ -518,11 +535,14 @@ impl Simulation {
         }
     }
 
-    /// Stops a PD member. If it led, the remaining members elect a new leader when they have a majority.
+    /// Stops a PD member. PD loses its leader if the member led or if fewer than a majority still run;
+    /// the running members elect a new one when they form a majority.
     pub fn kill_pd_member(&mut self, name: &str) -> Result<(), SimError> {
         let idx = self.member_index(name)?;
         self.members[idx].alive = false;
-        if self.pd_leader == Some(idx) {
+        let alive = self.members.iter().filter(|m| m.alive).count();
+        // etcd's leader steps down once it no longer hears from a majority.
+        if self.pd_leader == Some(idx) || alive * 2 <= self.members.len() {
             self.pd_leader = None;
         }
         if self.pd_leader.is_none() {
