@@ -289,3 +289,62 @@ fn tickets_are_listed_shown_held_and_resolved_from_the_command_line() {
     assert!(audit.contains("open → held by cli") && audit.contains("fixed by hand"), "{audit}");
     assert!(host(dir.path(), &["audit", "verify"]).status.success());
 }
+
+/// Kills the child process when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn sim_fault_finds_the_running_simulator_and_injects_faults() {
+    let dir = tempfile::tempdir().unwrap();
+    // Without a simulator: a clear error saying what to do.
+    let none = host(dir.path(), &["sim", "fault", "kill-store", "1"]);
+    assert!(!none.status.success());
+    assert!(stderr(&none).contains("operator-host sim"), "{}", stderr(&none));
+
+    let _sim = Child(
+        Command::new(env!("CARGO_BIN_EXE_operator-host"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["sim", "--stores", "3", "--regions", "30", "--speed", "5"])
+            .env("OPERATOR_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let discovery = dir.path().join("sim-control.json");
+    for _ in 0..200 {
+        if discovery.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(discovery.exists(), "the simulator writes its discovery file");
+
+    let kill = host(dir.path(), &["sim", "fault", "kill-store", "1"]);
+    assert!(kill.status.success(), "{}", stderr(&kill));
+    let list = host(dir.path(), &["sim", "fault", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(list["faults"]["active"][0]["kind"], "kill-store");
+    assert!(list["catalogue"].as_array().unwrap().len() >= 12);
+
+    let bad = host(dir.path(), &["sim", "fault", "slow-disk", "42"]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("400") && stderr(&bad).contains("42"), "{}", stderr(&bad));
+
+    let clear = host(dir.path(), &["sim", "fault", "clear"]);
+    assert!(clear.status.success() && stdout(&clear).contains("cleared"), "{}", stdout(&clear));
+    let list = host(dir.path(), &["sim", "fault", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(list["faults"]["active"].as_array().unwrap().len(), 0);
+
+    // --control overrides the discovery file.
+    let wrong = host(dir.path(), &["sim", "fault", "list", "--control", "http://127.0.0.1:1"]);
+    assert!(!wrong.status.success() && stderr(&wrong).contains("cannot reach"), "{}", stderr(&wrong));
+}

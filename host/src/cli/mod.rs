@@ -49,7 +49,10 @@ Examples:
   operator-host tickets list --status all
   operator-host tickets show T-000001
   operator-host tickets hold T-000001 --reason 'disk swap planned'
-  operator-host sim --stores 6 --pd-members 3 --regions 1000 --speed 1 --seed 1";
+  operator-host sim --stores 6 --pd-members 3 --regions 1000 --speed 1 --seed 1
+  operator-host sim fault kill-store 1
+  operator-host sim fault list
+  operator-host sim fault clear";
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -73,7 +76,7 @@ pub enum Command {
     #[command(subcommand)]
     Tickets(tickets_cmd::TicketsCommand),
     /// Runs the built-in simulated cluster (PD's HTTP API and the stores' status ports) on loopback.
-    Sim(sim_cmd::SimArgs),
+    Sim(sim_cmd::SimCommand),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -102,7 +105,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugins(command) => plugins_cmd::run(&context, command).await,
         Command::Audit(command) => audit_cmd::run(&context, command).await,
         Command::Tickets(command) => tickets_cmd::run(&context, command).await,
-        Command::Sim(args) => sim_cmd::run(args).await,
+        Command::Sim(command) => sim_cmd::run(&context, command).await,
     }
 }
 
