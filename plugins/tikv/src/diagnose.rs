@@ -332,7 +332,7 @@ fn stuck_offline(r: Report, ticket: &Ticket, snap: &Snapshot) -> Result<Report, 
             format!("the other stores are full ({}), so PD cannot move data onto them (S7)", full.join(", "))
         };
         return Ok(r
-            .cause(format!("store {id} is stuck Offline: its regions have nowhere to go"), cause, 0.8)
+            .cause(format!("store {id} is stuck Offline: its regions have nowhere to go (S12)"), cause, 0.8)
             .alternative(
                 "draining is merely slow (store limits)",
                 &[],
@@ -350,7 +350,7 @@ fn stuck_offline(r: Report, ticket: &Ticket, snap: &Snapshot) -> Result<Report, 
             .wait("add capacity (scale out) or free space on the other stores before the store can drain"));
     }
     Ok(r.cause(
-        format!("store {id} drains slowly: {} regions left", store.region_count),
+        format!("store {id} drains slowly: {} regions left (S12)", store.region_count),
         "replicas are moved at the pace the store limits and replica-schedule-limit allow",
         0.5,
     )
