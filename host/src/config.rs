@@ -26,20 +26,44 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::actions::policy::ActionsConfig;
+use crate::monitor::MonitorConfig;
 use crate::runtime::gate::{Endpoint, EndpointConfig};
 use crate::runtime::grants::{GrantSpec, Grants};
 use crate::runtime::limits::{MAX_MEMORY_LIMIT_MIB, RuntimeLimits};
 
 /// The whole configuration file.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
+    /// The subject plugin the daemon monitors.
+    pub subject: String,
+    /// The tools plugin whose tools workflows may use (empty: none).
+    pub tools: String,
     /// Runtime limits.
     pub runtime: RuntimeLimits,
+    /// The monitor loop.
+    pub monitor: MonitorConfig,
+    /// The action engine.
+    pub actions: ActionsConfig,
     /// Named endpoints.
     pub endpoints: BTreeMap<String, EndpointConfig>,
     /// Per-plugin grants and settings.
     pub plugins: BTreeMap<String, PluginConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            subject: "tikv".into(),
+            tools: "tools".into(),
+            runtime: RuntimeLimits::default(),
+            monitor: MonitorConfig::default(),
+            actions: ActionsConfig::default(),
+            endpoints: BTreeMap::new(),
+            plugins: BTreeMap::new(),
+        }
+    }
 }
 
 /// What the operator configures for one plugin.
@@ -104,6 +128,8 @@ impl Config {
         if let Err(e) = self.runtime.validate() {
             problems.push(e);
         }
+        problems.extend(self.monitor.problems());
+        problems.extend(self.actions.problems());
         let mut endpoints = BTreeMap::new();
         for (name, endpoint) in &self.endpoints {
             match Endpoint::from_config(name, endpoint) {

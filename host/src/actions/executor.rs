@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result, anyhow};
 use serde_json::Value;
 
-use super::ledger::{self, Action, ActionStatus, AttemptResult, Change, Decision, Ledger, Recovery, Verification, WorkflowLink};
+use super::ledger::{
+    self, Action, ActionStatus, AttemptResult, Change, Decision, Ledger, Recovery, Verification, WorkflowLink,
+};
 use super::params;
 use super::policy::{ActionsConfig, Mode, ObservationState, Risk, Safety};
 use super::store::ActionStore;
@@ -172,10 +174,8 @@ impl Executor {
         for spec in s.info(&context).await?.actions {
             catalogue.insert(spec.name.clone(), Catalogued { plugin: subject.clone(), spec, is_subject: true });
         }
-        let ledger = Ledger {
-            actions: store.all()?.into_iter().map(|a| (a.id.clone(), a)).collect(),
-            safety: store.safety()?,
-        };
+        let ledger =
+            Ledger { actions: store.all()?.into_iter().map(|a| (a.id.clone(), a)).collect(), safety: store.safety()? };
         Ok(Executor {
             catalogue,
             subject,
@@ -228,7 +228,9 @@ impl Executor {
         match latest {
             None => (ObservationState::Missing, None),
             Some(l) if !l.observation.complete => (ObservationState::Partial, Some(l.observation)),
-            Some(l) if now_ms.saturating_sub(l.at_ms) > self.stale_after_ms => (ObservationState::Stale, Some(l.observation)),
+            Some(l) if now_ms.saturating_sub(l.at_ms) > self.stale_after_ms => {
+                (ObservationState::Stale, Some(l.observation))
+            }
             Some(l) => (ObservationState::Good, Some(l.observation)),
         }
     }
@@ -241,12 +243,21 @@ impl Executor {
         let s = self.subject.as_subject().ok_or_else(|| anyhow!("no subject plugin"))?;
         let observation = s.observe(&CallContext::default()).await?.map_err(|e| anyhow!("observing failed: {e}"))?;
         if !observation.complete {
-            return Err(anyhow!("the observation is partial ({}): acting on a partial view is unsafe", observation.errors.join("; ")));
+            return Err(anyhow!(
+                "the observation is partial ({}): acting on a partial view is unsafe",
+                observation.errors.join("; ")
+            ));
         }
         Ok(observation)
     }
 
-    async fn precheck(&self, entry: &Catalogued, params: &[Param], now_ms: u64, ticket: Option<String>) -> Result<(), ProposeError> {
+    async fn precheck(
+        &self,
+        entry: &Catalogued,
+        params: &[Param],
+        now_ms: u64,
+        ticket: Option<String>,
+    ) -> Result<(), ProposeError> {
         if !entry.is_subject {
             return Ok(());
         }
@@ -255,7 +266,9 @@ impl Executor {
         let context = CallContext { ticket };
         match s.precheck(&context, &entry.spec.name, params, &observation).await.map_err(anyhow::Error::from)? {
             Ok(()) => Ok(()),
-            Err(ActionError::InvalidParams(m)) => Err(ProposeError::InvalidParams { action: entry.spec.name.clone(), problems: vec![m] }),
+            Err(ActionError::InvalidParams(m)) => {
+                Err(ProposeError::InvalidParams { action: entry.spec.name.clone(), problems: vec![m] })
+            }
             Err(ActionError::Precondition(m) | ActionError::Failed(m) | ActionError::Retryable(m)) => {
                 Err(ProposeError::Precondition { action: entry.spec.name.clone(), message: m })
             }
@@ -265,18 +278,25 @@ impl Executor {
     /// Validates a proposal (schema, then the plugin's preconditions) and stores it as an action
     /// awaiting approval or ready. Nothing is stored when it is refused.
     pub async fn propose(&self, proposal: Proposal, now_ms: u64) -> Result<Action, ProposeError> {
-        let entry = self.catalogue.get(&proposal.name).ok_or_else(|| ProposeError::UnknownAction(proposal.name.clone()))?;
+        let entry =
+            self.catalogue.get(&proposal.name).ok_or_else(|| ProposeError::UnknownAction(proposal.name.clone()))?;
         let parsed = match &proposal.params {
             ProposalParams::Text(pairs) => params::parse_cli(&entry.spec, pairs),
             ProposalParams::Json(given) => params::validate(&entry.spec, given),
         };
-        let typed = parsed.map_err(|problems| ProposeError::InvalidParams { action: entry.spec.name.clone(), problems })?;
+        let typed =
+            parsed.map_err(|problems| ProposeError::InvalidParams { action: entry.spec.name.clone(), problems })?;
         self.precheck(entry, &typed, now_ms, proposal.ticket.clone()).await?;
         let entity = entry.spec.entity_param.as_ref().and_then(|name| {
-            typed.iter().find(|p| &p.name == name).map(|p| format!("{name}={}", match params::to_json(&p.value) {
-                Value::String(s) => s,
-                v => v.to_string(),
-            }))
+            typed.iter().find(|p| &p.name == name).map(|p| {
+                format!(
+                    "{name}={}",
+                    match params::to_json(&p.value) {
+                        Value::String(s) => s,
+                        v => v.to_string(),
+                    }
+                )
+            })
         });
         let id = self.store.next_id()?;
         let action = Action {
@@ -383,7 +403,8 @@ impl Executor {
         if !current.kill_switch {
             anyhow::bail!("the kill switch is not on");
         }
-        let safety = Safety { mode: Mode::Observe, kill_switch: false, reason: reason.into(), by: by.into(), at_ms: now_ms };
+        let safety =
+            Safety { mode: Mode::Observe, kill_switch: false, reason: reason.into(), by: by.into(), at_ms: now_ms };
         self.save_safety(safety, vec![]).await
     }
 
@@ -450,13 +471,21 @@ impl Executor {
     }
 
     async fn run(&self, start: Change, observation: &types::Observation, now_ms: u64) -> Result<()> {
-        let entry = self.catalogue.get(&start.action.name).ok_or_else(|| anyhow!("{} left the catalogue", start.action.name))?;
+        let entry = self
+            .catalogue
+            .get(&start.action.name)
+            .ok_or_else(|| anyhow!("{} left the catalogue", start.action.name))?;
         let params = match params::from_stored(&entry.spec, &start.action.params) {
             Ok(p) => p,
             Err(problems) => {
                 let prior = self.action(&start.action.id).unwrap_or(start.action.clone());
-                let failed = ledger::cancel(&prior, "executor", &format!("parameters no longer valid: {}", problems.join("; ")), now_ms)
-                    .map_err(anyhow::Error::msg)?;
+                let failed = ledger::cancel(
+                    &prior,
+                    "executor",
+                    &format!("parameters no longer valid: {}", problems.join("; ")),
+                    now_ms,
+                )
+                .map_err(anyhow::Error::msg)?;
                 self.record(failed).await?;
                 return Ok(());
             }
@@ -474,7 +503,9 @@ impl Executor {
                 checked.started_ms.pop();
                 let result = match &error {
                     ActionError::Retryable(m) => AttemptResult::Retryable(format!("precondition check: {m}")),
-                    ActionError::Precondition(m) => AttemptResult::Definite(format!("precondition no longer holds: {m}")),
+                    ActionError::Precondition(m) => {
+                        AttemptResult::Definite(format!("precondition no longer holds: {m}"))
+                    }
                     other => attempt_result(other),
                 };
                 let mut failed = ledger::finish(&checked, result, &self.config, rand::random::<f64>(), now_ms);
@@ -504,7 +535,13 @@ impl Executor {
             // only as a retryable failure, which re-runs the precondition check first.
             Err(call) => AttemptResult::Retryable(format!("the plugin call failed: {call}")),
         };
-        let finished = ledger::finish(&executing, attempt, &self.config, rand::random::<f64>(), crate::audit::now_ms().max(now_ms));
+        let finished = ledger::finish(
+            &executing,
+            attempt,
+            &self.config,
+            rand::random::<f64>(),
+            crate::audit::now_ms().max(now_ms),
+        );
         let result = self.record(finished).await;
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         result.map(|_| ())
@@ -522,11 +559,9 @@ impl Executor {
             return Ok(());
         }
         let (state, observation) = self.observation(now_ms);
-        let latest_violations: Option<Vec<String>> = self
-            .latest
-            .read()
-            .ok()
-            .and_then(|l| l.as_ref().map(|l| l.violations.iter().map(|v| violation_key(&v.invariant, &v.entity)).collect()));
+        let latest_violations: Option<Vec<String>> = self.latest.read().ok().and_then(|l| {
+            l.as_ref().map(|l| l.violations.iter().map(|v| violation_key(&v.invariant, &v.entity)).collect())
+        });
         for action in pending {
             let Some(Verification::Pending(deadline)) = action.verification.clone() else { continue };
             let Some(entry) = self.catalogue.get(&action.name) else { continue };
@@ -542,7 +577,9 @@ impl Executor {
             let verification = match verdict {
                 Verdict::Holds(m) => Verification::Verified(m),
                 Verdict::Violated(m) => Verification::NotEffective(m),
-                Verdict::NotYet(m) if now_ms >= deadline => Verification::NotEffective(format!("not within the verification window: {m}")),
+                Verdict::NotYet(m) if now_ms >= deadline => {
+                    Verification::NotEffective(format!("not within the verification window: {m}"))
+                }
                 Verdict::NotYet(_) => continue,
             };
             let verified = matches!(verification, Verification::Verified(_));
@@ -571,7 +608,13 @@ impl Executor {
         Ok(())
     }
 
-    async fn resolve_ticket_if_gone(&self, ticket_id: &str, action: &Action, violations: Option<&[String]>, now_ms: u64) -> Result<()> {
+    async fn resolve_ticket_if_gone(
+        &self,
+        ticket_id: &str,
+        action: &Action,
+        violations: Option<&[String]>,
+        now_ms: u64,
+    ) -> Result<()> {
         let Some(ticket) = self.tickets.get(ticket_id)? else { return Ok(()) };
         if ticket.status != TicketStatus::Open {
             return Ok(());

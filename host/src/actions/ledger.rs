@@ -250,7 +250,13 @@ pub struct Change {
 fn change(action: &Action, to: ActionStatus, reason: &str, actor: &str, now_ms: u64) -> Change {
     let mut next = action.clone();
     next.status = to;
-    next.history.push(ActionEvent { at_ms: now_ms, from: Some(action.status), to, reason: reason.into(), actor: actor.into() });
+    next.history.push(ActionEvent {
+        at_ms: now_ms,
+        from: Some(action.status),
+        to,
+        reason: reason.into(),
+        actor: actor.into(),
+    });
     Change { action: next, from: Some(action.status), reason: reason.into(), actor: actor.into() }
 }
 
@@ -267,7 +273,13 @@ pub fn admit(mut action: Action, config: &ActionsConfig, now_ms: u64) -> Change 
     } else {
         format!("{} risk: no approval needed", action.risk.as_str())
     };
-    action.history.push(ActionEvent { at_ms: now_ms, from: None, to, reason: reason.clone(), actor: action.proposed_by.clone() });
+    action.history.push(ActionEvent {
+        at_ms: now_ms,
+        from: None,
+        to,
+        reason: reason.clone(),
+        actor: action.proposed_by.clone(),
+    });
     let actor = action.proposed_by.clone();
     Change { action, from: None, reason, actor }
 }
@@ -275,7 +287,10 @@ pub fn admit(mut action: Action, config: &ActionsConfig, now_ms: u64) -> Change 
 /// A human approves.
 pub fn approve(action: &Action, by: &str, reason: &str, now_ms: u64) -> Result<Change, String> {
     if !action.awaits_approval() {
-        return Err(format!("action {} is {}; only an action awaiting approval can be approved", action.id, action.status));
+        return Err(format!(
+            "action {} is {}; only an action awaiting approval can be approved",
+            action.id, action.status
+        ));
     }
     if action.approval_expires_ms.is_some_and(|t| now_ms >= t) {
         return Err(format!("the approval request for action {} has expired", action.id));
@@ -288,7 +303,10 @@ pub fn approve(action: &Action, by: &str, reason: &str, now_ms: u64) -> Result<C
 /// A human rejects.
 pub fn reject(action: &Action, by: &str, reason: &str, now_ms: u64) -> Result<Change, String> {
     if !action.awaits_approval() {
-        return Err(format!("action {} is {}; only an action awaiting approval can be rejected", action.id, action.status));
+        return Err(format!(
+            "action {} is {}; only an action awaiting approval can be rejected",
+            action.id, action.status
+        ));
     }
     let mut c = change(action, ActionStatus::Rejected, &format!("rejected: {reason}"), by, now_ms);
     c.action.decision = Some(Decision { approved: false, by: by.into(), reason: reason.into(), at_ms: now_ms });
@@ -372,17 +390,33 @@ pub enum Recovery {
 pub fn recover(action: &Action, recovery: Recovery, now_ms: u64) -> Change {
     match recovery {
         Recovery::TookEffect(message) => {
-            let mut c = change(action, ActionStatus::Completed, &format!("reconciled after a restart: {message}"), "recovery", now_ms);
+            let mut c = change(
+                action,
+                ActionStatus::Completed,
+                &format!("reconciled after a restart: {message}"),
+                "recovery",
+                now_ms,
+            );
             c.action.outcome = Some(message);
             c.action.verification = Some(Verification::Pending(now_ms + u64::from(action.verify_window_secs) * 1000));
             c
         }
         // Back to ready: it runs again only through every gate, and the attempt already made counts.
-        Recovery::NotApplied(message) => {
-            change(action, ActionStatus::Ready, &format!("reconciled after a restart, not applied: {message}"), "recovery", now_ms)
-        }
+        Recovery::NotApplied(message) => change(
+            action,
+            ActionStatus::Ready,
+            &format!("reconciled after a restart, not applied: {message}"),
+            "recovery",
+            now_ms,
+        ),
         Recovery::Failed(message) => {
-            let mut c = change(action, ActionStatus::Failed, &format!("reconciled after a restart: {message}"), "recovery", now_ms);
+            let mut c = change(
+                action,
+                ActionStatus::Failed,
+                &format!("reconciled after a restart: {message}"),
+                "recovery",
+                now_ms,
+            );
             c.action.last_error = Some(message);
             c
         }
@@ -440,7 +474,9 @@ impl Ledger {
         let mut waiting: Vec<&Action> = self
             .actions
             .values()
-            .filter(|a| matches!(a.status, ActionStatus::Ready | ActionStatus::RetryWait | ActionStatus::AwaitingApproval))
+            .filter(|a| {
+                matches!(a.status, ActionStatus::Ready | ActionStatus::RetryWait | ActionStatus::AwaitingApproval)
+            })
             .collect();
         waiting.sort_by_key(|a| (a.created_ms, a.id.clone()));
         for action in waiting {
@@ -462,7 +498,8 @@ impl Ledger {
             match gate {
                 Ok(()) => {
                     let attempt = action.attempts + 1;
-                    let mut c = change(action, ActionStatus::Executing, &format!("attempt {attempt}"), "executor", now_ms);
+                    let mut c =
+                        change(action, ActionStatus::Executing, &format!("attempt {attempt}"), "executor", now_ms);
                     c.action.attempts = attempt;
                     c.action.started_ms.push(now_ms);
                     c.action.next_attempt_ms = None;
@@ -476,7 +513,8 @@ impl Ledger {
 
     /// The kill switch: observe mode, switch on, and every action not yet started cancelled.
     pub fn kill(&self, by: &str, reason: &str, now_ms: u64) -> (Safety, Vec<Change>) {
-        let safety = Safety { mode: Mode::Observe, kill_switch: true, reason: reason.into(), by: by.into(), at_ms: now_ms };
+        let safety =
+            Safety { mode: Mode::Observe, kill_switch: true, reason: reason.into(), by: by.into(), at_ms: now_ms };
         let cancelled = self
             .actions
             .values()
@@ -651,9 +689,15 @@ mod tests {
         assert_eq!(c.action.status, ActionStatus::RetryWait);
         assert!(c.action.next_attempt_ms.unwrap() <= 1_000 + config.retry.ceiling_ms(1));
         a.attempts = config.retry.max_attempts;
-        assert_eq!(finish(&a, AttemptResult::Retryable("503".into()), &config, 0.5, 1_000).action.status, ActionStatus::Failed);
+        assert_eq!(
+            finish(&a, AttemptResult::Retryable("503".into()), &config, 0.5, 1_000).action.status,
+            ActionStatus::Failed
+        );
         a.attempts = 1;
-        assert_eq!(finish(&a, AttemptResult::Definite("400".into()), &config, 0.5, 1_000).action.status, ActionStatus::Failed);
+        assert_eq!(
+            finish(&a, AttemptResult::Definite("400".into()), &config, 0.5, 1_000).action.status,
+            ActionStatus::Failed
+        );
     }
 
     #[test]

@@ -91,8 +91,12 @@ pub fn text_to_value(spec: &ParamSpec, text: &str) -> Result<Value, String> {
             "false" => Ok(Value::Bool(false)),
             _ => Err(format!("must be true or false, not `{text}`")),
         },
-        ParamType::Integer(_) => text.parse::<i64>().map(Value::from).map_err(|_| format!("must be a whole number, not `{text}`")),
-        ParamType::Number(_) => text.parse::<f64>().map(Value::from).map_err(|_| format!("must be a number, not `{text}`")),
+        ParamType::Integer(_) => {
+            text.parse::<i64>().map(Value::from).map_err(|_| format!("must be a whole number, not `{text}`"))
+        }
+        ParamType::Number(_) => {
+            text.parse::<f64>().map(Value::from).map_err(|_| format!("must be a number, not `{text}`"))
+        }
         ParamType::DurationSecs(_) => {
             if let Ok(secs) = text.parse::<i64>() {
                 return Ok(Value::from(secs));
@@ -105,7 +109,12 @@ pub fn text_to_value(spec: &ParamSpec, text: &str) -> Result<Value, String> {
         ParamType::IntegerList(_) => text
             .split(',')
             .filter(|s| !s.trim().is_empty())
-            .map(|s| s.trim().parse::<i64>().map(Value::from).map_err(|_| format!("must be whole numbers separated by commas, not `{text}`")))
+            .map(|s| {
+                s.trim()
+                    .parse::<i64>()
+                    .map(Value::from)
+                    .map_err(|_| format!("must be whole numbers separated by commas, not `{text}`"))
+            })
             .collect::<Result<Vec<_>, _>>()
             .map(Value::Array),
     }
@@ -132,7 +141,9 @@ pub fn validate(spec: &ActionSpec, given: &[(String, Value)]) -> Result<Vec<Para
             },
             (None, _) => match &param.default {
                 Some(default) => out.push(Param { name: param.name.clone(), value: default.clone() }),
-                None if param.required => problems.push(format!("`{}` is required ({})", param.name, param.description)),
+                None if param.required => {
+                    problems.push(format!("`{}` is required ({})", param.name, param.description))
+                }
                 None => {}
             },
         }
@@ -195,7 +206,13 @@ mod tests {
     use crate::runtime::bindings::types::{IntegerRange, NumberRange, Risk, TextRule};
 
     fn spec() -> ActionSpec {
-        let p = |name: &str, kind, required, default| ParamSpec { name: name.into(), description: format!("the {name}"), kind, required, default };
+        let p = |name: &str, kind, required, default| ParamSpec {
+            name: name.into(),
+            description: format!("the {name}"),
+            kind,
+            required,
+            default,
+        };
         ActionSpec {
             name: "demo".into(),
             description: String::new(),
@@ -203,7 +220,12 @@ mod tests {
             params: vec![
                 p("store", ParamType::Integer(IntegerRange { min: Some(1), max: None }), true, None),
                 p("weight", ParamType::Number(NumberRange { min: Some(0.0), max: Some(10.0) }), false, None),
-                p("mode", ParamType::Choice(vec!["fast".into(), "safe".into()]), false, Some(ParamValue::Text("safe".into()))),
+                p(
+                    "mode",
+                    ParamType::Choice(vec!["fast".into(), "safe".into()]),
+                    false,
+                    Some(ParamValue::Text("safe".into())),
+                ),
                 p("wait", ParamType::DurationSecs(IntegerRange { min: Some(1), max: Some(3600) }), false, None),
                 p("ids", ParamType::IntegerList(IntegerRange { min: Some(1), max: None }), false, None),
                 p("note", ParamType::Text(TextRule { max_len: Some(4) }), false, None),
@@ -226,11 +248,20 @@ mod tests {
 
     #[test]
     fn every_problem_is_listed_at_once() {
-        let problems =
-            parse_cli(&spec(), &["weight=11".into(), "mode=reckless".into(), "colour=red".into(), "note=toolong".into(), "oops".into()])
-                .unwrap_err();
+        let problems = parse_cli(
+            &spec(),
+            &["weight=11".into(), "mode=reckless".into(), "colour=red".into(), "note=toolong".into(), "oops".into()],
+        )
+        .unwrap_err();
         let text = problems.join("\n");
-        for expected in ["`store` is required", "above the maximum 10", "one of fast, safe", "`colour` is not a parameter", "more than 4", "not name=value"] {
+        for expected in [
+            "`store` is required",
+            "above the maximum 10",
+            "one of fast, safe",
+            "`colour` is not a parameter",
+            "more than 4",
+            "not name=value",
+        ] {
             assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
         }
         let wrong_type = validate(&spec(), &[("store".into(), Value::String("four".into()))]).unwrap_err();

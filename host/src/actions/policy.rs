@@ -266,7 +266,9 @@ pub enum Hold {
 impl std::fmt::Display for Hold {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Hold::ObserveMode => write!(f, "observe mode: nothing executes (`operator-host safety mode execute` to allow)"),
+            Hold::ObserveMode => {
+                write!(f, "observe mode: nothing executes (`operator-host safety mode execute` to allow)")
+            }
             Hold::KillSwitch => write!(f, "the kill switch is on (`operator-host safety release` to lift it)"),
             Hold::AwaitingApproval => write!(f, "awaiting approval"),
             Hold::Concurrency(n) => write!(f, "{n} action(s) already executing (max_concurrent)"),
@@ -331,7 +333,9 @@ pub fn may_start(
         ObservationState::Good => {}
         ObservationState::Missing => return Err(Hold::Observation("no observation of the subject yet".into())),
         ObservationState::Partial => {
-            return Err(Hold::Observation("the latest observation is partial: acting on a partial view is unsafe".into()));
+            return Err(Hold::Observation(
+                "the latest observation is partial: acting on a partial view is unsafe".into(),
+            ));
         }
         ObservationState::Stale => return Err(Hold::Observation("the latest observation is stale".into())),
     }
@@ -385,14 +389,20 @@ mod tests {
         assert_eq!(may_start(&Safety::default(), true, 0, None, &idle, &limits, good, 10), Err(Hold::ObserveMode));
         assert_eq!(may_start(&open(), false, 0, None, &idle, &limits, good, 10), Err(Hold::AwaitingApproval));
         assert_eq!(may_start(&open(), true, 20, None, &idle, &limits, good, 10), Err(Hold::NotYet(20)));
-        assert!(matches!(may_start(&open(), true, 0, None, &idle, &limits, ObservationState::Partial, 10), Err(Hold::Observation(_))));
+        assert!(matches!(
+            may_start(&open(), true, 0, None, &idle, &limits, ObservationState::Partial, 10),
+            Err(Hold::Observation(_))
+        ));
         let busy = Activity { executing: 1, ..Activity::default() };
         assert_eq!(may_start(&open(), true, 0, None, &busy, &limits, good, 10), Err(Hold::Concurrency(1)));
         let hot = Activity { started: vec![1_000; 10], ..Activity::default() };
         assert_eq!(may_start(&open(), true, 0, None, &hot, &limits, good, 2_000), Err(Hold::HourlyLimit(10)));
         assert_eq!(may_start(&open(), true, 0, None, &hot, &limits, good, 3_700_000), Ok(()));
         let cooling = Activity { last_by_entity: [("store-1".to_owned(), 1_000)].into(), ..Activity::default() };
-        assert_eq!(may_start(&open(), true, 0, Some("store-1"), &cooling, &limits, good, 2_000), Err(Hold::Cooldown(301_000)));
+        assert_eq!(
+            may_start(&open(), true, 0, Some("store-1"), &cooling, &limits, good, 2_000),
+            Err(Hold::Cooldown(301_000))
+        );
         assert_eq!(may_start(&open(), true, 0, Some("store-2"), &cooling, &limits, good, 2_000), Ok(()));
     }
 

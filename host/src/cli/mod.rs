@@ -3,8 +3,10 @@
 //! Commands open the data directory themselves; later, when a daemon runs, they talk to it
 //! through its local API instead (redb is single-process).
 
+pub mod actions_cmd;
 mod audit_cmd;
 mod plugins_cmd;
+mod run_cmd;
 mod sim_cmd;
 mod tickets_cmd;
 
@@ -41,11 +43,17 @@ pub struct Cli {
 
 const EXAMPLES: &str = "\
 Examples:
+  operator-host run --sim                    # the whole pipeline on the built-in simulated cluster
+  operator-host run --pd http://pd-0:2379    # a real cluster
   operator-host plugins list
   operator-host plugins inspect tools
   operator-host audit list --denied --since 1h
   operator-host audit verify
   operator-host audit export --jsonl > audit.jsonl
+  operator-host actions propose transfer-leader --param region=12 --param to-store=4
+  operator-host actions approve A-000001 --reason 'checked the store'
+  operator-host safety mode execute --reason 'on call'
+  operator-host safety kill-switch --reason 'incident'
   operator-host tickets list --status all
   operator-host tickets show T-000001
   operator-host tickets hold T-000001 --reason 'disk swap planned'
@@ -72,6 +80,14 @@ pub enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
+    /// Runs the daemon: monitor, diagnosis, actions (`--sim` for the built-in simulated cluster).
+    Run(run_cmd::RunArgs),
+    /// Actions: propose, approve, reject, cancel, and see what ran and whether it worked.
+    #[command(subcommand)]
+    Actions(actions_cmd::ActionsCommand),
+    /// The safety switches: observe or execute mode, and the kill switch.
+    #[command(subcommand)]
+    Safety(actions_cmd::SafetyCommand),
     /// Tickets: the problems the monitor found, their history and diagnoses.
     #[command(subcommand)]
     Tickets(tickets_cmd::TicketsCommand),
@@ -104,6 +120,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Plugins(command) => plugins_cmd::run(&context, command).await,
         Command::Audit(command) => audit_cmd::run(&context, command).await,
+        Command::Run(args) => run_cmd::run(&context, args).await,
+        Command::Actions(command) => actions_cmd::run_actions(&context, command).await,
+        Command::Safety(command) => actions_cmd::run_safety(&context, command).await,
         Command::Tickets(command) => tickets_cmd::run(&context, command).await,
         Command::Sim(command) => sim_cmd::run(&context, command).await,
     }

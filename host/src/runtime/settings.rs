@@ -1,5 +1,6 @@
 //! The `operator:plugin/config` capability: a plugin reads its own settings
-//! (`[plugins.NAME.settings]` in the host's configuration) and nothing else.
+//! (`[plugins.NAME.settings]` in the host's configuration) and the names of the endpoints it was
+//! granted, and nothing else.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,12 +13,19 @@ use super::bindings::wit_config;
 #[derive(Clone, Debug, Default)]
 pub struct PluginSettings {
     values: Arc<BTreeMap<String, String>>,
+    endpoints: Arc<Vec<String>>,
 }
 
 impl PluginSettings {
     /// Settings from the plugin's configuration table.
     pub fn new(values: BTreeMap<String, String>) -> PluginSettings {
-        PluginSettings { values: Arc::new(values) }
+        PluginSettings { values: Arc::new(values), endpoints: Arc::new(Vec::new()) }
+    }
+
+    /// With the names of the endpoints the plugin's grants name.
+    pub fn with_endpoints(mut self, endpoints: Vec<String>) -> PluginSettings {
+        self.endpoints = Arc::new(endpoints);
+        self
     }
 
     /// The value of one setting.
@@ -34,6 +42,10 @@ impl PluginSettings {
 impl wit_config::Host for PluginSettings {
     fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
         Ok(self.values.get(&key).cloned())
+    }
+
+    fn granted_endpoints(&mut self) -> wasmtime::Result<Vec<String>> {
+        Ok(self.endpoints.as_ref().clone())
     }
 }
 

@@ -129,7 +129,10 @@ pub fn observe(settings: &Settings) -> Result<Observed, String> {
     if settings.status_probes {
         probe_stores(&mut snap);
     }
-    observe_metrics(&mut snap, &mut c);
+    // Prometheus is optional: only asked when the operator granted the endpoint.
+    if crate::operator::plugin::config::granted_endpoints().iter().any(|e| e == "prometheus") {
+        observe_metrics(&mut snap, &mut c);
+    }
 
     snap.pd.no_leader |= c.no_leader;
     if c.succeeded == 0 && !c.denied.is_empty() {
