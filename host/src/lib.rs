@@ -5,6 +5,7 @@
 //!
 //! - [`runtime`]: engine, plugin loading and caching, limits, the capability gate;
 //! - [`actions`]: the action lifecycle, its safety rules and the executor;
+//! - [`diagnose`]: explaining tickets (Claude, OpenAI-compatible models, the plugin's rules);
 //! - [`audit`]: the hash-chained log of every plugin call and capability decision;
 //! - [`monitor`]: the observe/check loop and tickets;
 //! - [`store`]: redb tables and migrations;
@@ -14,6 +15,7 @@ pub mod actions;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod diagnose;
 pub mod digest;
 pub mod monitor;
 pub mod runtime;
