@@ -9,9 +9,11 @@
 //! - [`audit`]: the hash-chained log of every plugin call and capability decision;
 //! - [`monitor`]: the observe/check loop and tickets;
 //! - [`store`]: redb tables and migrations;
+//! - [`api`]: the daemon's local HTTP API and its Prometheus metrics;
 //! - [`cli`]: the `operator-host` command line.
 
 pub mod actions;
+pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod config;

@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -28,6 +28,29 @@ enum Message {
     Flush(oneshot::Sender<std::result::Result<(), String>>),
 }
 
+/// A function told of every event an [`AuditSink`] records (see [`AuditSink::observe`]).
+type AuditObserver = Arc<dyn Fn(&AuditEvent) + Send + Sync>;
+
+/// The observers of a sink and its clones.
+#[derive(Default)]
+struct Observers(RwLock<Vec<AuditObserver>>);
+
+impl Observers {
+    fn notify(&self, event: &AuditEvent) {
+        let observers = self.0.read().unwrap_or_else(|e| e.into_inner());
+        for observer in observers.iter() {
+            observer(event);
+        }
+    }
+}
+
+impl std::fmt::Debug for Observers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count = self.0.read().map_or(0, |o| o.len());
+        write!(f, "Observers({count})")
+    }
+}
+
 /// Records audit events without blocking the caller.
 ///
 /// Events go over an unbounded channel to a background task, which appends everything queued
@@ -45,6 +68,8 @@ pub struct AuditSink {
     tx: mpsc::UnboundedSender<Message>,
     /// Rung by callers who wait for a commit, to cut the group-commit window short.
     urgent: Arc<Notify>,
+    /// Told of every event before it is queued (metrics).
+    observers: Arc<Observers>,
 }
 
 impl AuditSink {
@@ -56,7 +81,14 @@ impl AuditSink {
         let (tx, rx) = mpsc::unbounded_channel();
         let urgent = Arc::new(Notify::new());
         tokio::spawn(run(log, rx, urgent.clone()));
-        AuditSink { tx, urgent }
+        AuditSink { tx, urgent, observers: Arc::new(Observers::default()) }
+    }
+
+    /// Registers `observer`, called with every event recorded from now on through this sink or
+    /// any of its clones, on the recording thread, before the event is queued (whether or not it
+    /// is later committed). Observers must be quick and must not record audit events themselves.
+    pub fn observe(&self, observer: Arc<dyn Fn(&AuditEvent) + Send + Sync>) {
+        self.observers.0.write().unwrap_or_else(|e| e.into_inner()).push(observer);
     }
 
     /// Queues `event`, stamped with the current time. Never blocks. If the background task is
@@ -67,6 +99,7 @@ impl AuditSink {
 
     /// Queues `event` with the given time (ms since the Unix epoch). Never blocks.
     pub fn record_at(&self, at_ms: u64, event: AuditEvent) {
+        self.observers.notify(&event);
         let message = Message::Event { at_ms, event: Box::new(event), done: None };
         if let Err(mpsc::error::SendError(Message::Event { event, .. })) = self.tx.send(message) {
             tracing::error!(kind = event.kind(), "audit writer has stopped; event not recorded: {event:?}");
@@ -80,6 +113,7 @@ impl AuditSink {
     /// [`AuditError::WriteFailed`] if its batch could not be written, [`AuditError::SinkClosed`] if
     /// the background task is gone.
     pub async fn record_durable(&self, event: AuditEvent) -> Result<u64> {
+        self.observers.notify(&event);
         let (done, wait) = oneshot::channel();
         let message = Message::Event { at_ms: now_ms(), event: Box::new(event), done: Some(done) };
         self.tx.send(message).map_err(|_| AuditError::SinkClosed)?;

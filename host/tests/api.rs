@@ -1,0 +1,632 @@
+//! The daemon's HTTP API over a real data directory: the built-in plugins, the executor, tickets
+//! and the audit log, served on loopback and driven with an HTTP client.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use operator_host::actions::executor::Executor;
+use operator_host::actions::policy::{ActionsConfig, ApprovalPolicy, ApprovalRule, Mode};
+use operator_host::actions::store::ActionStore;
+use operator_host::api::{self, ApiState, ApiToken, Metrics, PluginSummary};
+use operator_host::audit::{AuditFilter, AuditLog, AuditSink, now_ms};
+use operator_host::config::Config;
+use operator_host::monitor::tickets::{Ticket, TicketEvent, TicketStatus, TicketStore};
+use operator_host::runtime::Runtime;
+use operator_host::store::Store;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+/// A served API over a temporary data directory.
+struct Served {
+    dir: tempfile::TempDir,
+    base: String,
+    token: String,
+    client: reqwest::Client,
+    state: Arc<ApiState>,
+    log: AuditLog,
+    sink: AuditSink,
+    _stop: oneshot::Sender<()>,
+}
+
+/// `log` needs approval (so approve/reject have something to act on); everything else as default.
+fn actions_config() -> ActionsConfig {
+    ActionsConfig {
+        approval: ApprovalPolicy {
+            overrides: BTreeMap::from([("log".to_owned(), ApprovalRule::Required)]),
+            ..ApprovalPolicy::default()
+        },
+        ..ActionsConfig::default()
+    }
+}
+
+async fn state_in(dir: &Path) -> (Arc<ApiState>, AuditLog, AuditSink) {
+    let resolved = Config::default().resolve().unwrap();
+    let store = Store::open(dir).unwrap();
+    let log = AuditLog::new(store.clone()).unwrap();
+    let sink = AuditSink::spawn(log.clone());
+    let metrics = Arc::new(Metrics::new());
+    metrics.attach(&sink);
+    let runtime = Runtime::new(dir, &resolved, sink.clone()).unwrap();
+    let set = runtime.discover(dir, &resolved);
+    let subject = set.get("tikv").expect("the built-in tikv plugin loads").clone();
+    let tools = set.get("tools").cloned();
+    let tickets = TicketStore::new(store.clone());
+    let latest = Arc::new(RwLock::new(None));
+    let executor = Executor::new(
+        subject.clone(),
+        tools,
+        ActionStore::new(store),
+        tickets.clone(),
+        sink.clone(),
+        actions_config(),
+        30_000,
+        latest.clone(),
+    )
+    .await
+    .unwrap();
+    let token = ApiToken::load_or_create(dir).unwrap();
+    let state = ApiState::new(
+        Arc::new(executor),
+        tickets,
+        log.clone(),
+        sink.clone(),
+        PluginSummary::from_set(&set),
+        latest,
+        subject,
+        metrics,
+        token,
+    );
+    (Arc::new(state), log, sink)
+}
+
+async fn serve() -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, log, sink) = state_in(dir.path()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let router = api::router(state.clone());
+    tokio::spawn(api::serve(listener, router, async {
+        let _ = stopped.await;
+    }));
+    let token = state.token.as_str().to_owned();
+    Served { dir, base, token, client: reqwest::Client::new(), state, log, sink, _stop: stop }
+}
+
+/// A status and a parsed JSON body (`Value::Null` when it is not JSON).
+async fn reply(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+impl Served {
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        reply(self.client.get(format!("{}{path}", self.base)).send().await.unwrap()).await
+    }
+
+    async fn text(&self, path: &str) -> (StatusCode, String) {
+        let response = self.client.get(format!("{}{path}", self.base)).send().await.unwrap();
+        (response.status(), response.text().await.unwrap())
+    }
+
+    /// POSTs `body` with `Authorization: <auth>` when given.
+    async fn post_as(&self, auth: Option<&str>, path: &str, body: &Value) -> (StatusCode, Value) {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        reply(request.send().await.unwrap()).await
+    }
+
+    async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let auth = format!("Bearer {}", self.token);
+        self.post_as(Some(&auth), path, body).await
+    }
+
+    fn seed_ticket(&self, id: &str, status: TicketStatus) {
+        let now = now_ms();
+        let ticket = Ticket {
+            id: id.into(),
+            plugin: "tikv".into(),
+            invariant: "store-up".into(),
+            entity: format!("store-{id}"),
+            severity: "critical".into(),
+            status,
+            message: "store 1 is down".into(),
+            evidence: vec![],
+            first_seen_ms: now,
+            opened_at_ms: now,
+            last_seen_ms: now,
+            occurrences: 1,
+            absent_since_ms: None,
+            resolved_at_ms: None,
+            resolution: None,
+            reopened: 0,
+            diagnoses: vec![],
+            actions: vec![],
+            history: vec![TicketEvent {
+                at_ms: now,
+                from: None,
+                to: status,
+                reason: "seeded".into(),
+                actor: "test".into(),
+            }],
+        };
+        self.state.tickets.save(&ticket).unwrap();
+    }
+
+    /// The audit notes recorded for refused requests.
+    async fn refusals(&self) -> Vec<String> {
+        self.sink.flush().await.unwrap();
+        let filter = AuditFilter { kind: Some("note".into()), ..AuditFilter::default() };
+        self.log
+            .list(&filter)
+            .unwrap()
+            .into_iter()
+            .filter_map(|r| match r.event {
+                operator_host::audit::AuditEvent::Note { message } if message.starts_with("api: refused") => {
+                    Some(message)
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Everything a mutating request could change.
+    async fn snapshot(&self) -> Value {
+        let (_, safety) = self.get("/api/v1/safety").await;
+        let (_, tickets) = self.get("/api/v1/tickets?status=all").await;
+        let (_, actions) = self.get("/api/v1/actions").await;
+        json!({"safety": safety, "tickets": tickets, "actions": actions})
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutating_routes_refuse_requests_without_the_token_audit_them_and_change_nothing() {
+    let api = serve().await;
+    api.seed_ticket("T-000001", TicketStatus::Open);
+    let (status, created) = api.post("/api/v1/actions", &json!({"name": "log", "params": {"message": "hi"}})).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["action"]["id"].as_str().unwrap().to_owned();
+    let before = api.snapshot().await;
+
+    let reason = json!({"reason": "because"});
+    let routes: Vec<(String, Value)> = vec![
+        ("/api/v1/tickets/T-000001/resolve".into(), reason.clone()),
+        ("/api/v1/tickets/T-000001/hold".into(), reason.clone()),
+        ("/api/v1/tickets/T-000001/unhold".into(), reason.clone()),
+        ("/api/v1/actions".into(), json!({"name": "log", "params": {"message": "again"}})),
+        (format!("/api/v1/actions/{id}/approve"), reason.clone()),
+        (format!("/api/v1/actions/{id}/reject"), reason.clone()),
+        (format!("/api/v1/actions/{id}/cancel"), reason.clone()),
+        ("/api/v1/safety/mode".into(), json!({"mode": "execute", "reason": "go"})),
+        ("/api/v1/safety/kill-switch".into(), reason.clone()),
+        ("/api/v1/safety/release".into(), reason.clone()),
+    ];
+    let wrong = format!("Bearer {}", "0".repeat(64));
+    let basic = format!("Basic {}", api.token);
+    let mut refused = 0;
+    for (path, body) in &routes {
+        for auth in [None, Some(wrong.as_str()), Some(basic.as_str()), Some(api.token.as_str())] {
+            let (status, reply) = api.post_as(auth, path, body).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "POST {path} with {auth:?}: {reply}");
+            assert!(reply["error"].as_str().is_some_and(|e| !e.is_empty()), "{reply}");
+            refused += 1;
+        }
+    }
+    assert_eq!(api.snapshot().await, before, "a refused request changed something");
+
+    let notes = api.refusals().await;
+    assert_eq!(notes.len(), refused, "{notes:#?}");
+    for (path, _) in &routes {
+        assert!(notes.iter().any(|n| n.contains(&format!("POST {path} from 127.0.0.1"))), "{path}: {notes:#?}");
+    }
+    assert!(notes.iter().any(|n| n.contains("the bearer token is wrong")));
+    assert!(!notes.iter().any(|n| n.contains(&api.token)), "the token must never be recorded");
+
+    let (_, metrics) = api.text("/metrics").await;
+    assert!(metrics.contains(&format!("operator_api_unauthorized_total {refused}")), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn safety_switches_round_trip() {
+    let api = serve().await;
+    let (status, safety) = api.get("/api/v1/safety").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(safety["safety"]["mode"], "observe");
+    assert_eq!(safety["safety"]["kill_switch"], false);
+
+    let (status, body) = api.post("/api/v1/safety/mode", &json!({"mode": "execute", "reason": "drill"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["safety"]["mode"], "execute");
+    assert_eq!(body["safety"]["by"], "api");
+    assert_eq!(api.state.executor.safety().mode, Mode::Execute);
+
+    let (status, body) = api.post("/api/v1/safety/mode", &json!({"mode": "fast", "reason": "x"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("`mode`"), "{body}");
+    let (status, body) = api.post("/api/v1/safety/mode", &json!({"mode": "observe"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("`reason`"), "{body}");
+
+    let (status, body) = api.post("/api/v1/safety/release", &json!({"reason": "nothing to release"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+
+    // A pending action is cancelled by the kill switch.
+    let (status, created) = api.post("/api/v1/actions", &json!({"name": "log", "params": {"message": "x"}})).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["action"]["id"].as_str().unwrap().to_owned();
+    let (status, body) = api.post("/api/v1/safety/kill-switch", &json!({"reason": "incident", "by": "alice"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["safety"]["kill_switch"], true);
+    assert_eq!(body["safety"]["mode"], "observe");
+    assert_eq!(body["safety"]["by"], "api:alice");
+    assert_eq!(body["cancelled"], json!([id]));
+    let (_, action) = api.get(&format!("/api/v1/actions/{id}")).await;
+    assert_eq!(action["action"]["status"], "cancelled");
+
+    let (status, body) = api.post("/api/v1/safety/mode", &json!({"mode": "execute", "reason": "too soon"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("kill switch"), "{body}");
+
+    let (status, body) = api.post("/api/v1/safety/release", &json!({"reason": "over"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["safety"]["kill_switch"], false);
+    assert_eq!(body["safety"]["mode"], "observe");
+    let (status, _) = api.post("/api/v1/safety/mode", &json!({"mode": "execute", "reason": "back"})).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Every switch was audited, in order, with the API as the actor.
+    api.sink.flush().await.unwrap();
+    let changes: Vec<(String, String)> = api
+        .log
+        .list(&AuditFilter { kind: Some("state-change".into()), ..AuditFilter::default() })
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            operator_host::audit::AuditEvent::StateChange { subject, to, actor, .. } if subject == "safety" => {
+                Some((to, actor))
+            }
+            _ => None,
+        })
+        .collect();
+    let expected = [("execute", "api"), ("kill-switch", "api:alice"), ("observe", "api"), ("execute", "api")];
+    let expected: Vec<(String, String)> = expected.iter().map(|(a, b)| ((*a).into(), (*b).into())).collect();
+    assert_eq!(changes, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_hold_unhold_and_resolve() {
+    let api = serve().await;
+    api.seed_ticket("T-000001", TicketStatus::Open);
+    api.seed_ticket("T-000002", TicketStatus::Resolved);
+
+    let (status, list) = api.get("/api/v1/tickets").await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<&str> = list["tickets"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["T-000001"], "active tickets by default");
+    let (_, all) = api.get("/api/v1/tickets?status=all").await;
+    assert_eq!(all["tickets"].as_array().unwrap().len(), 2);
+    let (_, resolved) = api.get("/api/v1/tickets?status=resolved").await;
+    assert_eq!(resolved["tickets"][0]["id"], "T-000002");
+    let (status, body) = api.get("/api/v1/tickets?status=closed").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("`status`"), "{body}");
+    let (status, body) = api.get("/api/v1/tickets?state=open").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("`state`"), "{body}");
+
+    let (status, shown) = api.get("/api/v1/tickets/T-000001").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(shown["ticket"]["invariant"], "store-up");
+    assert_eq!(shown["ticket"]["status"], "open");
+    assert!(shown.as_object().unwrap().contains_key("observation_at_open"));
+    assert!(shown.as_object().unwrap().contains_key("latest_observation"));
+    let (status, body) = api.get("/api/v1/tickets/T-999999").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"].as_str().unwrap().contains("T-999999"));
+
+    let (status, body) = api.post("/api/v1/tickets/T-000001/unhold", &json!({"reason": "x"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = api.post("/api/v1/tickets/T-000001/hold", &json!({"reason": "disk swap", "by": "bob"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["ticket"]["status"], "held");
+    assert_eq!(body["ticket"]["history"].as_array().unwrap().last().unwrap()["actor"], "api:bob");
+    let (status, _) = api.post("/api/v1/tickets/T-000001/hold", &json!({"reason": "again"})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, body) = api.post("/api/v1/tickets/T-000001/unhold", &json!({"reason": "swapped"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["ticket"]["status"], "open");
+    let (status, body) = api.post("/api/v1/tickets/T-000001/resolve", &json!({"reason": "fixed by hand"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["ticket"]["status"], "resolved");
+    assert_eq!(body["ticket"]["resolution"], "fixed by hand");
+    assert_eq!(api.state.tickets.get("T-000001").unwrap().unwrap().status, TicketStatus::Resolved);
+    let (status, _) = api.post("/api/v1/tickets/T-000001/resolve", &json!({"reason": "twice"})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _) = api.post("/api/v1/tickets/T-999999/resolve", &json!({"reason": "x"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = api.post("/api/v1/tickets/T-000002/unhold", &json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "the body is checked first");
+    assert!(body["error"].as_str().unwrap().contains("missing field `reason`"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_are_proposed_decided_and_refused_with_clear_errors() {
+    let api = serve().await;
+    api.seed_ticket("T-000001", TicketStatus::Open);
+
+    let (status, body) = api.post("/api/v1/actions", &json!({"name": "reboot-everything"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("reboot-everything"), "{body}");
+
+    let (status, body) =
+        api.post("/api/v1/actions", &json!({"name": "wait", "params": {"seconds": 0, "colour": "red"}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let problems: Vec<&str> = body["problems"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(problems.iter().any(|p| p.contains("colour")), "{problems:?}");
+    assert!(problems.iter().any(|p| p.contains("seconds")), "{problems:?}");
+
+    let (status, body) = api.post("/api/v1/actions", &json!({"name": "transfer-leader", "params": {}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let problems = body["problems"].to_string();
+    assert!(problems.contains("region") && problems.contains("to-store"), "{body}");
+
+    // Valid, but there is no cluster to check the preconditions against.
+    let (status, body) =
+        api.post("/api/v1/actions", &json!({"name": "transfer-leader", "params": {"region": 2, "to-store": 1}})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+
+    let (status, body) = api.post("/api/v1/actions", &json!({"name": "log", "ticket": "T-404"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("`ticket`"), "{body}");
+    let (status, body) = api.post("/api/v1/actions", &json!({"name": "log", "parameters": {}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("`parameters`"), "{body}");
+    let (status, body) = api.post("/api/v1/actions", &json!({"params": {}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("`name`"), "{body}");
+    assert!(api.state.executor.actions().is_empty(), "nothing refused was stored");
+
+    let propose = |message: &str| json!({"name": "log", "params": {"message": message}, "ticket": "T-000001", "at_ms": 1_000, "by": "carol"});
+    let (status, first) = api.post("/api/v1/actions", &propose("one")).await;
+    assert_eq!(status, StatusCode::CREATED, "{first}");
+    let first = &first["action"];
+    assert_eq!(first["status"], "awaiting-approval");
+    assert_eq!(first["source"], "api");
+    assert_eq!(first["proposed_by"], "api:carol");
+    assert_eq!(first["ticket"], "T-000001");
+    assert_eq!(first["not_before_ms"], 1_000);
+    assert!(first["hold"].as_str().is_some(), "an action awaiting approval says why it waits: {first}");
+    let first = first["id"].as_str().unwrap().to_owned();
+    let (_, second) = api.post("/api/v1/actions", &propose("two")).await;
+    let second = second["action"]["id"].as_str().unwrap().to_owned();
+    let (_, third) = api.post("/api/v1/actions", &propose("three")).await;
+    let third = third["action"]["id"].as_str().unwrap().to_owned();
+    let (_, ticket) = api.get("/api/v1/tickets/T-000001").await;
+    assert_eq!(ticket["ticket"]["actions"], json!([first, second, third]));
+
+    let (status, body) = api.post(&format!("/api/v1/actions/{first}/approve"), &json!({"reason": "ok"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["action"]["status"], "ready");
+    assert_eq!(body["action"]["decision"]["by"], "api");
+    assert!(body["action"]["hold"].as_str().unwrap().contains("observe"), "{body}");
+    let (status, body) = api.post(&format!("/api/v1/actions/{first}/approve"), &json!({"reason": "again"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["status"], "ready");
+
+    let (status, body) = api.post(&format!("/api/v1/actions/{second}/reject"), &json!({"reason": "no"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["action"]["status"], "rejected");
+    let (status, _) = api.post(&format!("/api/v1/actions/{second}/cancel"), &json!({"reason": "late"})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, body) = api.post(&format!("/api/v1/actions/{third}/cancel"), &json!({"reason": "stop"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["action"]["status"], "cancelled");
+    let (status, _) = api.post("/api/v1/actions/A-999999/approve", &json!({"reason": "x"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, list) = api.get("/api/v1/actions").await;
+    assert_eq!(status, StatusCode::OK);
+    let listed: Vec<(&str, &str)> = list["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["id"].as_str().unwrap(), a["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        listed,
+        [(third.as_str(), "cancelled"), (second.as_str(), "rejected"), (first.as_str(), "ready")],
+        "newest first"
+    );
+    let (_, ready) = api.get("/api/v1/actions?status=ready").await;
+    assert_eq!(ready["actions"].as_array().unwrap().len(), 1);
+    let (_, active) = api.get("/api/v1/actions?status=active").await;
+    assert_eq!(active["actions"].as_array().unwrap().len(), 1);
+    let (status, body) = api.get("/api/v1/actions?status=done").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("awaiting-approval"), "{body}");
+    let (status, shown) = api.get(&format!("/api/v1/actions/{first}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(shown["action"]["name"], "log");
+    assert_eq!(shown["action"]["params"][0], json!({"name": "message", "value": "one"}));
+    let (status, _) = api.get("/api/v1/actions/A-999999").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_routes_answer_with_their_json_shapes() {
+    let api = serve().await;
+    api.seed_ticket("T-000001", TicketStatus::Open);
+    api.seed_ticket("T-000002", TicketStatus::Held);
+
+    let (status, text) = api.text("/healthz").await;
+    assert_eq!((status, text.as_str()), (StatusCode::OK, "ok"));
+
+    let (status, body) = api.get("/api/v1/status").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["mode"], "observe");
+    assert_eq!(body["kill_switch"], false);
+    assert_eq!(body["subject"]["name"], "tikv");
+    assert_eq!(body["observation"], Value::Null, "nothing observed yet");
+    assert_eq!(body["entities"], json!([]));
+    assert_eq!(body["tickets"], json!({"open": 1, "held": 1, "resolved": 0}));
+    assert_eq!(body["actions"]["awaiting-approval"], 0);
+    assert_eq!(body["actions"].as_object().unwrap().len(), 9);
+    assert!(body["uptime_secs"].as_u64().is_some());
+
+    let (status, body) = api.get("/api/v1/plugins").await;
+    assert_eq!(status, StatusCode::OK);
+    let plugins = body["plugins"].as_array().unwrap();
+    let tikv = plugins.iter().find(|p| p["name"] == "tikv").unwrap();
+    assert_eq!(tikv["world"], "subject");
+    assert_eq!(tikv["source"], "built-in");
+    assert_eq!(tikv["loaded"], true);
+    assert_eq!(tikv["grants"], json!([]));
+    assert!(plugins.iter().any(|p| p["name"] == "tools" && p["world"] == "tools"));
+
+    let (status, body) = api.get("/api/v1/audit?kind=plugin-load").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let records = body["records"].as_array().unwrap();
+    assert!(records.len() >= 2, "{body}");
+    assert!(records.iter().all(|r| r["event"]["kind"] == "plugin-load"));
+    assert!(records[0]["hash"].as_str().unwrap().len() == 64);
+    let (_, limited) = api.get("/api/v1/audit?limit=1&since=1h").await;
+    assert_eq!(limited["records"].as_array().unwrap().len(), 1);
+    let (_, none) = api.get(&format!("/api/v1/audit?since={}", now_ms() + 60_000)).await;
+    assert_eq!(none["records"], json!([]));
+    for (query, field) in [("kind=nope", "`kind`"), ("limit=0", "`limit`"), ("since=later", "`since`"), ("x=1", "`x`")]
+    {
+        let (status, body) = api.get(&format!("/api/v1/audit?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(body["error"].as_str().unwrap().contains(field), "{query}: {body}");
+    }
+
+    let (status, body) = api.get("/api/v1/audit/verify").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["ok"], true, "{body}");
+    assert!(body["records"].as_u64().unwrap() >= 2);
+    assert_eq!(body["problem"], Value::Null);
+
+    let (status, body) = api.get("/api/v1/nothing-here").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"].as_str().unwrap().contains("/api/v1/nothing-here"));
+    let (status, body) = api.post("/api/v1/status", &json!({})).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(body["error"].is_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_expose_every_family() {
+    let api = serve().await;
+    api.seed_ticket("T-000001", TicketStatus::Open);
+    api.state.metrics.observe_cycle(0.02);
+    api.state.metrics.observe_diagnosis("rules", 0.5, 0, 0);
+    // Checking this proposal makes the subject observe, and the gate refuses its requests (the
+    // plugin is granted nothing): capability decisions to count.
+    let (status, _) =
+        api.post("/api/v1/actions", &json!({"name": "transfer-leader", "params": {"region": 2, "to-store": 1}})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let response = api.client.get(format!("{}/metrics", api.base)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
+    let text = response.text().await.unwrap();
+    for family in [
+        "operator_tickets",
+        "operator_actions",
+        "operator_safety_execute_mode",
+        "operator_safety_kill_switch",
+        "operator_diagnosis_duration_seconds",
+        "operator_diagnosis_tokens",
+        "operator_plugin_call_duration_seconds",
+        "operator_plugin_calls",
+        "operator_capability_decisions",
+        "operator_monitor_cycle_duration_seconds",
+        "operator_observation_failures",
+        "operator_api_unauthorized",
+    ] {
+        assert!(text.contains(&format!("# TYPE {family} ")), "{family} missing:\n{text}");
+    }
+    assert!(text.contains(r#"operator_tickets{status="open"} 1"#), "{text}");
+    assert!(text.contains(r#"operator_tickets{status="resolved"} 0"#), "{text}");
+    assert!(text.contains(r#"operator_actions{status="ready",outcome="none"} 0"#), "{text}");
+    // Executor::new asked both plugins for their catalogue; the audit observer counted it.
+    assert!(text.contains(r#"operator_plugin_calls_total{plugin="tikv",export="info",outcome="ok"} 1"#), "{text}");
+    assert!(text.contains(r#"operator_plugin_call_duration_seconds_count{plugin="tools",export="info"} 1"#));
+    assert!(text.contains("operator_monitor_cycle_duration_seconds_count 1"));
+    assert!(
+        text.contains(r#"operator_capability_decisions_total{plugin="tikv",target="pd",decision="denied"}"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"operator_plugin_calls_total{plugin="tikv",export="observe",outcome="ok"} 1"#), "{text}");
+    assert!(text.contains(r#"operator_diagnosis_duration_seconds_count{diagnoser="rules"} 1"#));
+    assert!(text.ends_with("# EOF\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_file_is_private_and_stable() {
+    let api = serve().await;
+    let path = ApiToken::path(api.dir.path());
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(std::fs::read_to_string(&path).unwrap().trim(), api.token);
+    assert_eq!(api.token.len(), 64);
+    assert_eq!(ApiToken::load_or_create(api.dir.path()).unwrap().as_str(), api.token);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_need_the_token_when_the_peer_is_unknown_and_the_unix_socket_is_local() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, _log, _sink) = state_in(dir.path()).await;
+    let token = state.token.as_str().to_owned();
+
+    // Served without peer addresses: nothing shows the peer is local, so reads need the token.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, api::router(state.clone())).await });
+    let client = reqwest::Client::new();
+    let status = |r: reqwest::Response| r.status();
+    let anonymous = client.get(format!("{base}/api/v1/safety")).send().await.unwrap();
+    assert_eq!(status(anonymous), StatusCode::UNAUTHORIZED);
+    let authorised = client.get(format!("{base}/api/v1/safety")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(status(authorised), StatusCode::OK);
+    let health = client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(status(health), StatusCode::OK, "health and metrics stay open");
+
+    // The Unix socket: private, reads open, writes still need the token.
+    let dir2 = tempfile::tempdir().unwrap();
+    let (state, _log2, _sink2) = state_in(dir2.path()).await;
+    let socket = dir2.path().join("api.sock");
+    let listener = api::bind_unix(&socket).unwrap();
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let token = state.token.as_str().to_owned();
+    tokio::spawn(api::serve_unix(listener, api::router(state), std::future::pending()));
+    let client = reqwest::Client::builder().unix_socket(socket.clone()).build().unwrap();
+    let read = client.get("http://operator/api/v1/safety").send().await.unwrap();
+    assert_eq!(read.status(), StatusCode::OK);
+    let body = json!({"reason": "drill"}).to_string();
+    let write = client.post("http://operator/api/v1/safety/kill-switch").body(body.clone()).send().await.unwrap();
+    assert_eq!(write.status(), StatusCode::UNAUTHORIZED);
+    let write =
+        client.post("http://operator/api/v1/safety/kill-switch").bearer_auth(&token).body(body).send().await.unwrap();
+    assert_eq!(write.status(), StatusCode::OK);
+
+    // A stale socket is replaced; any other file is not.
+    drop(client);
+    let plain = dir2.path().join("not-a-socket");
+    std::fs::write(&plain, "data").unwrap();
+    assert!(api::bind_unix(&plain).is_err());
+    assert_eq!(std::fs::read_to_string(&plain).unwrap(), "data");
+    assert!(api::bind_unix(&socket).is_ok());
+}
