@@ -129,10 +129,9 @@ pub async fn direct_executor(context: &Context) -> Result<(Arc<Executor>, AuditS
     let (runtime, resolved, sink) = context.runtime()?;
     let plugins = runtime.discover(&context.data_dir, &resolved);
     let subject_name = &resolved.config.subject;
-    let subject = plugins
-        .get(subject_name)
-        .cloned()
-        .ok_or_else(|| anyhow!("the subject plugin `{subject_name}` is not loaded (see `operator-host plugins list`)"))?;
+    let subject = plugins.get(subject_name).cloned().ok_or_else(|| {
+        anyhow!("the subject plugin `{subject_name}` is not loaded (see `operator-host plugins list`)")
+    })?;
     let tools = (!resolved.config.tools.is_empty()).then(|| plugins.get(&resolved.config.tools).cloned()).flatten();
     let store = crate::store::Store::open(&context.data_dir)?;
     let executor = Executor::new(
@@ -151,7 +150,8 @@ pub async fn direct_executor(context: &Context) -> Result<(Arc<Executor>, AuditS
 
 fn parse_when(at: Option<String>, r#in: Option<String>) -> Result<u64> {
     if let Some(at) = at {
-        let time = humantime::parse_rfc3339_weak(&at).with_context(|| format!("--at `{at}` is not a time like 2026-11-27T22:00:00Z"))?;
+        let time = humantime::parse_rfc3339_weak(&at)
+            .with_context(|| format!("--at `{at}` is not a time like 2026-11-27T22:00:00Z"))?;
         let ms = time.duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
         if ms <= now_ms() {
             bail!("--at `{at}` is in the past");
@@ -159,7 +159,8 @@ fn parse_when(at: Option<String>, r#in: Option<String>) -> Result<u64> {
         return Ok(ms);
     }
     if let Some(delay) = r#in {
-        let d = humantime::parse_duration(&delay).with_context(|| format!("--in `{delay}` is not a duration like 10m"))?;
+        let d =
+            humantime::parse_duration(&delay).with_context(|| format!("--in `{delay}` is not a duration like 10m"))?;
         return Ok(now_ms() + d.as_millis() as u64);
     }
     Ok(0)
@@ -208,7 +209,10 @@ pub(super) async fn run_actions(context: &Context, command: ActionsCommand) -> R
                 }
                 let safety = executor.safety();
                 if !safety.allows_execution() {
-                    println!("note: the operator is in {} mode; nothing executes until `operator-host safety mode execute`", safety.mode.as_str());
+                    println!(
+                        "note: the operator is in {} mode; nothing executes until `operator-host safety mode execute`",
+                        safety.mode.as_str()
+                    );
                 }
             }
         }

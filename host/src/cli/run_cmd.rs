@@ -64,7 +64,12 @@ fn sim_grants() -> Vec<GrantSpec> {
             methods: vec!["GET".into(), "POST".into(), "DELETE".into()],
             paths: vec!["/pd/api/v1/**".into()],
         },
-        GrantSpec { endpoint: None, url: Some("http://127.0.0.1:*".into()), methods: vec!["GET".into()], paths: vec!["/status".into()] },
+        GrantSpec {
+            endpoint: None,
+            url: Some("http://127.0.0.1:*".into()),
+            methods: vec!["GET".into()],
+            paths: vec!["/status".into()],
+        },
     ]
 }
 
@@ -127,10 +132,9 @@ pub(super) async fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
     for refused in &plugins.refused {
         tracing::warn!(plugin = %refused.name, "plugin refused: {}", refused.reason);
     }
-    let subject = plugins
-        .get(&config.subject)
-        .cloned()
-        .ok_or_else(|| anyhow!("the subject plugin `{}` is not loaded (see `operator-host plugins list`)", config.subject))?;
+    let subject = plugins.get(&config.subject).cloned().ok_or_else(|| {
+        anyhow!("the subject plugin `{}` is not loaded (see `operator-host plugins list`)", config.subject)
+    })?;
     let tools = (!config.tools.is_empty()).then(|| plugins.get(&config.tools).cloned()).flatten();
 
     let tickets = TicketStore::new(store.clone());
@@ -156,7 +160,11 @@ pub(super) async fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
             executor.set_mode(mode, "daemon", "--mode at start", now_ms()).await?;
         }
     }
-    sink.record(AuditEvent::note(format!("operator-host {} started (pid {})", env!("CARGO_PKG_VERSION"), std::process::id())));
+    sink.record(AuditEvent::note(format!(
+        "operator-host {} started (pid {})",
+        env!("CARGO_PKG_VERSION"),
+        std::process::id()
+    )));
     let recovered = executor.recover(now_ms()).await?;
 
     // The startup summary: what is watched, how, and where.
@@ -196,7 +204,12 @@ pub(super) async fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
         println!("reconciled {} action(s) left executing by the previous run", recovered.len());
     }
 
-    let daemon = Arc::new(Daemon { sink: sink.clone(), tickets: tickets.clone(), executor: executor.clone(), subject: subject.clone() });
+    let daemon = Arc::new(Daemon {
+        sink: sink.clone(),
+        tickets: tickets.clone(),
+        executor: executor.clone(),
+        subject: subject.clone(),
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     let monitor_task = tokio::spawn(monitor.run(stop_rx.clone()));
     let diagnosis_task = tokio::spawn(diagnosis_loop(daemon.clone(), events, stop_rx.clone()));
@@ -263,7 +276,11 @@ async fn executor_loop(daemon: Arc<Daemon>, tick_ms: u64, mut stop: watch::Recei
     }
 }
 
-async fn diagnosis_loop(daemon: Arc<Daemon>, mut events: tokio::sync::broadcast::Receiver<MonitorEvent>, mut stop: watch::Receiver<bool>) {
+async fn diagnosis_loop(
+    daemon: Arc<Daemon>,
+    mut events: tokio::sync::broadcast::Receiver<MonitorEvent>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let event = tokio::select! {
             event = events.recv() => event,
@@ -288,10 +305,8 @@ async fn diagnosis_loop(daemon: Arc<Daemon>, mut events: tokio::sync::broadcast:
 /// proposes its recommended actions (each validated; a refused one is recorded as dropped).
 async fn diagnose_and_propose(daemon: &Daemon, id: &str) -> Result<()> {
     let ticket = daemon.tickets.require(id)?;
-    let observation = daemon
-        .tickets
-        .snapshot(id, SnapshotKind::Latest)?
-        .ok_or_else(|| anyhow!("ticket {id} has no observation"))?;
+    let observation =
+        daemon.tickets.snapshot(id, SnapshotKind::Latest)?.ok_or_else(|| anyhow!("ticket {id} has no observation"))?;
     let wit_ticket = crate::runtime::bindings::types::Ticket {
         id: ticket.id.clone(),
         invariant: ticket.invariant.clone(),
@@ -323,7 +338,9 @@ async fn diagnose_and_propose(daemon: &Daemon, id: &str) -> Result<()> {
         proposal.ticket = Some(id.to_owned());
         match daemon.executor.propose(proposal, now_ms()).await {
             Ok(action) => proposed.push(action.id),
-            Err(e) => dropped.push(serde_json::json!({"recommendation": {"action": rec.action}, "reason": e.to_string()})),
+            Err(e) => {
+                dropped.push(serde_json::json!({"recommendation": {"action": rec.action}, "reason": e.to_string()}))
+            }
         }
     }
     let record = serde_json::json!({

@@ -236,7 +236,8 @@ impl Plugin {
             .iter()
             .filter_map(|name| instance_pre.component().get_export_index(None, name).map(|index| (*name, index)))
             .collect();
-        let settings = PluginSettings::new(config.settings.clone()).with_endpoints(grants.endpoints().map(str::to_owned).collect());
+        let settings = PluginSettings::new(config.settings.clone())
+            .with_endpoints(grants.endpoints().map(str::to_owned).collect());
         Plugin {
             name: Arc::from(manifest.name.as_str()),
             manifest,

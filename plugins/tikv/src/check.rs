@@ -21,8 +21,12 @@ pub struct Invariant {
 
 /// Every invariant the plugin checks.
 pub const INVARIANTS: &[Invariant] = &[
-    inv("store-down", "Every store heartbeats to PD (not Disconnected or Down)", Severity::Critical, 0),
-    inv("store-status-unreachable", "Every Up store's status port answers", Severity::Warning, 30),
+    inv(
+        "store-down",
+        "Every store heartbeats to PD (not Disconnected or Down) and, when probes are granted, its status port answers",
+        Severity::Critical,
+        0,
+    ),
     inv("store-stuck-offline", "An Offline store drains its regions and becomes Tombstone", Severity::Warning, 600),
     inv("leader-imbalance", "Leaders are spread across Up stores by their weights", Severity::Warning, 300),
     inv("stale-evict-leader", "No evict-leader-scheduler keeps leaders off a healthy store", Severity::Warning, 300),
@@ -173,12 +177,26 @@ fn check_store(snap: &Snapshot, settings: &Settings, store: &StoreView, out: &mu
     } else if store.is_up()
         && let Some(probe) = probe.filter(|p| !p.reachable)
     {
+        // The earliest sign of a dead store: PD only notices after 20 s without a heartbeat.
+        let silent = snap.silent_secs(store);
         out.push(violation(
-            "store-status-unreachable",
+            "store-down",
             entity.clone(),
             Severity::Warning,
-            format!("store {} is Up in PD but its status port {} does not answer", store.id, store.status_address),
-            vec![ev("status_address", &store.status_address), ev("error", probe.error.clone().unwrap_or_default())],
+            format!(
+                "store {} ({}) does not answer on its status port {}; PD still shows it Up (last heartbeat {} ago)",
+                store.id,
+                store.address,
+                store.status_address,
+                silent.map_or("an unknown time".into(), human_secs)
+            ),
+            vec![
+                ev("state_name", &store.state_name),
+                ev("status port", "does not answer"),
+                ev("probe error", probe.error.clone().unwrap_or_default()),
+                ev("seconds since last heartbeat", silent.map_or("unknown".into(), |s| s.to_string())),
+                ev("leader_count", store.leader_count),
+            ],
         ));
     }
     if store.state_name == "Offline" && store.region_count > 0 {

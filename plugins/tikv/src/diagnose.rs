@@ -120,7 +120,6 @@ pub fn diagnose(ticket: &Ticket, snap: &Snapshot, settings: &Settings) -> Result
     let r = Report::new(ticket, snap);
     let report = match ticket.invariant.as_str() {
         "store-down" => store_down(r, ticket, snap)?,
-        "store-status-unreachable" => status_unreachable(r, ticket, snap)?,
         "store-stuck-offline" => stuck_offline(r, ticket, snap)?,
         "leader-imbalance" => leader_imbalance(r, snap, settings),
         "stale-evict-leader" => stale_evict(r, ticket, snap)?,
@@ -221,6 +220,26 @@ fn store_down(r: Report, ticket: &Ticket, snap: &Snapshot) -> Result<Report, Str
             .wait("map the partition (which side is cut) before anything else; do not offline a live store"));
     }
 
+    if store.is_up() {
+        return Ok(r
+            .cause(
+                format!("store {id}'s status port stopped answering; PD has not noticed yet (S1 or S9)"),
+                format!(
+                    "the status port {} of store {id} refuses connections while PD still counts it Up (heartbeat {} ago): \
+                     the TiKV process has most likely stopped, or the operator lost its network path to the store",
+                    store.status_address,
+                    human_secs(silent)
+                ),
+                0.55,
+            )
+            .alternative(
+                "only the operator's path to the store is cut",
+                &[format!("PD received a heartbeat {} ago", human_secs(silent))],
+                &[],
+                "possible: PD will show Disconnected within 20 s if the process is really gone",
+            )
+            .wait("confirm within the next 20 s (PD marks the store Disconnected); then restart the TiKV process"));
+    }
     let probe_note = match probe {
         Some(_) => format!("its status port {} does not answer either", store.status_address),
         None => "status probes are not granted, so a partition cannot be ruled out".to_owned(),
@@ -292,23 +311,6 @@ fn store_down(r: Report, ticket: &Ticket, snap: &Snapshot) -> Result<Report, Str
         store.address,
         human_secs(down_time)
     )))
-}
-
-fn status_unreachable(r: Report, ticket: &Ticket, snap: &Snapshot) -> Result<Report, String> {
-    let (id, store) = store_of(ticket, snap)?;
-    let heartbeat = store.map(|s| s.state_name.clone()).unwrap_or_default();
-    Ok(r.cause(
-        format!("store {id}'s status port does not answer while PD sees it {heartbeat} (S9, the reverse side)"),
-        format!("the operator cannot reach store {id}'s status port although PD receives its heartbeats: the network between the operator and the store, or the status server, is at fault"),
-        0.55,
-    )
-    .alternative(
-        "the store is down",
-        &[],
-        &[format!("PD reports it {heartbeat}")],
-        "rejected: PD still receives its heartbeats",
-    )
-    .wait("check the network path from the operator to the store; the cluster itself is serving"))
 }
 
 /// S12.
