@@ -27,6 +27,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::actions::policy::ActionsConfig;
+use crate::diagnose::DiagnoseConfig;
 use crate::monitor::MonitorConfig;
 use crate::runtime::gate::{Endpoint, EndpointConfig};
 use crate::runtime::grants::{GrantSpec, Grants};
@@ -46,6 +47,10 @@ pub struct Config {
     pub monitor: MonitorConfig,
     /// The action engine.
     pub actions: ActionsConfig,
+    /// The diagnosis engine.
+    pub diagnosis: DiagnoseConfig,
+    /// The daemon's local API.
+    pub api: ApiConfig,
     /// Named endpoints.
     pub endpoints: BTreeMap<String, EndpointConfig>,
     /// Per-plugin grants and settings.
@@ -60,9 +65,27 @@ impl Default for Config {
             runtime: RuntimeLimits::default(),
             monitor: MonitorConfig::default(),
             actions: ActionsConfig::default(),
+            diagnosis: DiagnoseConfig::default(),
+            api: ApiConfig::default(),
             endpoints: BTreeMap::new(),
             plugins: BTreeMap::new(),
         }
+    }
+}
+
+/// The daemon's local API (`[api]`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// `host:port` to listen on; loopback by default (`127.0.0.1:0` picks a free port).
+    pub listen: String,
+    /// Also serve on `<data-dir>/api.sock` (mode 0600).
+    pub unix_socket: bool,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig { listen: "127.0.0.1:7380".into(), unix_socket: false }
     }
 }
 
@@ -130,6 +153,12 @@ impl Config {
         }
         problems.extend(self.monitor.problems());
         problems.extend(self.actions.problems());
+        if self.api.listen.parse::<std::net::SocketAddr>().is_err() {
+            problems.push(format!("api.listen = `{}` must be an address like 127.0.0.1:7380", self.api.listen));
+        }
+        if let Err(e) = self.diagnosis.validate() {
+            problems.extend(e.lines().map(|l| l.trim_start_matches("- ").to_owned()));
+        }
         let mut endpoints = BTreeMap::new();
         for (name, endpoint) in &self.endpoints {
             match Endpoint::from_config(name, endpoint) {

@@ -559,14 +559,19 @@ impl Executor {
             return Ok(());
         }
         let (state, observation) = self.observation(now_ms);
+        let observed_at = self.latest.read().ok().and_then(|l| l.as_ref().map(|l| l.at_ms)).unwrap_or(0);
         let latest_violations: Option<Vec<String>> = self.latest.read().ok().and_then(|l| {
             l.as_ref().map(|l| l.violations.iter().map(|v| violation_key(&v.invariant, &v.entity)).collect())
         });
         for action in pending {
             let Some(Verification::Pending(deadline)) = action.verification.clone() else { continue };
             let Some(entry) = self.catalogue.get(&action.name) else { continue };
+            // Only an observation taken after the action completed can show its effect.
+            let completed_at = action.history.last().map_or(0, |h| h.at_ms);
             let verdict = if !entry.is_subject {
                 Verdict::Holds("a tool has no effect to verify".into())
+            } else if observed_at <= completed_at {
+                Verdict::NotYet("waiting for an observation taken after the action".into())
             } else if let (ObservationState::Good, Some(observation)) = (state, observation.as_ref()) {
                 let params = params::from_stored(&entry.spec, &action.params).map_err(|p| anyhow!(p.join("; ")))?;
                 let s = entry.plugin.as_subject().context("subject")?;

@@ -155,6 +155,7 @@ pub fn validate(spec: &ActionSpec, given: &[(String, Value)]) -> Result<Vec<Para
 pub fn parse_cli(spec: &ActionSpec, pairs: &[String]) -> Result<Vec<Param>, Vec<String>> {
     let mut problems = Vec::new();
     let mut given = Vec::new();
+    let mut unreadable = Vec::new();
     for pair in pairs {
         let Some((name, text)) = pair.split_once('=') else {
             problems.push(format!("`{pair}` is not name=value"));
@@ -163,7 +164,10 @@ pub fn parse_cli(spec: &ActionSpec, pairs: &[String]) -> Result<Vec<Param>, Vec<
         match spec.params.iter().find(|p| p.name == name) {
             Some(param) => match text_to_value(param, text) {
                 Ok(value) => given.push((name.to_owned(), value)),
-                Err(e) => problems.push(format!("`{name}` {e}")),
+                Err(e) => {
+                    problems.push(format!("`{name}` {e}"));
+                    unreadable.push(format!("`{name}` is required"));
+                }
             },
             None => given.push((name.to_owned(), Value::String(text.to_owned()))),
         }
@@ -172,7 +176,8 @@ pub fn parse_cli(spec: &ActionSpec, pairs: &[String]) -> Result<Vec<Param>, Vec<
         Ok(params) if problems.is_empty() => Ok(params),
         Ok(_) => Err(problems),
         Err(more) => {
-            problems.extend(more);
+            // A parameter given but unreadable is not also "required".
+            problems.extend(more.into_iter().filter(|p| !unreadable.iter().any(|u| p.starts_with(u.as_str()))));
             Err(problems)
         }
     }

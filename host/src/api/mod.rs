@@ -10,7 +10,7 @@
 //! | `POST /api/v1/tickets/{id}/resolve\|hold\|unhold` | token | `{"reason", "by"?}` |
 //! | `GET /api/v1/actions?status=<status>\|active\|all` | read | actions, newest first, each with why it waits |
 //! | `GET /api/v1/actions/{id}` | read | an action and why it waits |
-//! | `POST /api/v1/actions` | token | `{"name", "params"?: {..}, "ticket"?, "at_ms"?, "by"?}`: propose (201) |
+//! | `POST /api/v1/actions` | token | `{"name", "params"?: {..} \| "params_text"?: ["k=v"], "ticket"?, "at_ms"?, "by"?}`: propose (201) |
 //! | `POST /api/v1/actions/{id}/approve\|reject\|cancel` | token | `{"reason", "by"?}` |
 //! | `GET /api/v1/safety` | read | the safety switches |
 //! | `POST /api/v1/safety/mode` | token | `{"mode": "observe"\|"execute", "reason", "by"?}` |

@@ -283,6 +283,9 @@ struct ProposeBody {
     name: String,
     #[serde(default)]
     params: Map<String, Value>,
+    /// Parameters as command-line text (`k=v`), typed by the catalogue (what the CLI sends).
+    #[serde(default)]
+    params_text: Vec<String>,
     ticket: Option<String>,
     at_ms: Option<u64>,
     by: Option<String>,
@@ -299,8 +302,16 @@ pub(super) async fn propose(State(state): State<Arc<ApiState>>, bytes: Bytes) ->
             return Err(ApiError::not_found(format!("field `ticket`: no ticket {ticket}")));
         }
     }
-    let params = ProposalParams::Json(parsed.params.into_iter().collect());
-    let mut proposal = Proposal::new(&parsed.name, params, "api", &by);
+    if !parsed.params.is_empty() && !parsed.params_text.is_empty() {
+        return Err(ApiError::bad_request("give `params` or `params_text`, not both"));
+    }
+    let params = if parsed.params_text.is_empty() {
+        ProposalParams::Json(parsed.params.into_iter().collect())
+    } else {
+        ProposalParams::Text(parsed.params_text)
+    };
+    let source = if parsed.by.is_some() { "cli" } else { "api" };
+    let mut proposal = Proposal::new(&parsed.name, params, source, &by);
     proposal.ticket = parsed.ticket;
     proposal.not_before_ms = parsed.at_ms.unwrap_or(0);
     match state.executor.propose(proposal, now_ms()).await {

@@ -46,7 +46,7 @@ pub enum ActionsCommand {
         #[arg(long)]
         ticket: Option<String>,
         /// Run no earlier than this time (RFC 3339, e.g. 2026-11-27T22:00:00Z).
-        #[arg(long, conflicts_with = "r#in")]
+        #[arg(long, conflicts_with = "in")]
         at: Option<String>,
         /// Run no earlier than this long from now (e.g. 10m, 2h).
         #[arg(long = "in", value_name = "DURATION")]
@@ -166,7 +166,109 @@ fn parse_when(at: Option<String>, r#in: Option<String>) -> Result<u64> {
     Ok(0)
 }
 
+async fn actions_via_api(client: super::client::ApiClient, command: ActionsCommand) -> Result<ExitCode> {
+    let by = whoami();
+    match command {
+        ActionsCommand::List { status, json } => {
+            let reply = client.get(&format!("actions?status={status}")).await?;
+            let list: Vec<Action> = serde_json::from_value(reply["actions"].clone())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reply["actions"])?);
+            } else if list.is_empty() {
+                println!("no actions ({status})");
+            } else {
+                print_actions(&list);
+            }
+        }
+        ActionsCommand::Show { id, json } => {
+            let reply = client.get(&format!("actions/{id}")).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reply["action"])?);
+            } else {
+                let action: Action = serde_json::from_value(reply["action"].clone())?;
+                print!("{}", render_action(&action));
+                if let Some(hold) = reply["action"]["hold"].as_str() {
+                    println!("  waiting: {hold}");
+                }
+            }
+        }
+        ActionsCommand::Propose { name, params, ticket, at, r#in, json } => {
+            let at_ms = parse_when(at, r#in)?;
+            let mut body = serde_json::json!({"name": name, "params_text": params, "by": by});
+            if let Some(ticket) = ticket {
+                body["ticket"] = ticket.into();
+            }
+            if at_ms > 0 {
+                body["at_ms"] = at_ms.into();
+            }
+            let reply = client.post("actions", body).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reply["action"])?);
+            } else {
+                let action: Action = serde_json::from_value(reply["action"].clone())?;
+                println!("action {} proposed: {} {} — {}", action.id, action.name, action.params_text(), action.status);
+                if action.awaits_approval() {
+                    println!("approve with: operator-host actions approve {} --reason \"…\"", action.id);
+                }
+            }
+        }
+        ActionsCommand::Approve { id, reason, by: who } => {
+            let reply = client
+                .post(&format!("actions/{id}/approve"), serde_json::json!({"reason": reason, "by": who.unwrap_or(by)}))
+                .await?;
+            println!("action {id} approved: {}", reply["action"]["status"].as_str().unwrap_or("?"));
+        }
+        ActionsCommand::Reject { id, reason, by: who } => {
+            client
+                .post(&format!("actions/{id}/reject"), serde_json::json!({"reason": reason, "by": who.unwrap_or(by)}))
+                .await?;
+            println!("action {id} rejected");
+        }
+        ActionsCommand::Cancel { id, reason } => {
+            client.post(&format!("actions/{id}/cancel"), serde_json::json!({"reason": reason, "by": by})).await?;
+            println!("action {id} cancelled");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn safety_via_api(client: super::client::ApiClient, command: SafetyCommand) -> Result<ExitCode> {
+    let by = whoami();
+    let reply = match command {
+        SafetyCommand::Status { json } => {
+            let reply = client.get("safety").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reply["safety"])?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            reply
+        }
+        SafetyCommand::Mode { mode, reason } => {
+            client.post("safety/mode", serde_json::json!({"mode": mode, "reason": reason, "by": by})).await?
+        }
+        SafetyCommand::KillSwitch { reason } => {
+            client.post("safety/kill-switch", serde_json::json!({"reason": reason, "by": by})).await?
+        }
+        SafetyCommand::Release { reason } => {
+            client.post("safety/release", serde_json::json!({"reason": reason, "by": by})).await?
+        }
+    };
+    let safety = &reply["safety"];
+    println!(
+        "mode {}, kill switch {}",
+        safety["mode"].as_str().unwrap_or("?"),
+        if safety["kill_switch"].as_bool() == Some(true) { "ON" } else { "off" }
+    );
+    if let Some(cancelled) = reply["cancelled"].as_array().filter(|c| !c.is_empty()) {
+        println!("cancelled: {}", cancelled.iter().filter_map(|c| c.as_str()).collect::<Vec<_>>().join(", "));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub(super) async fn run_actions(context: &Context, command: ActionsCommand) -> Result<ExitCode> {
+    if let Some(client) = super::client::ApiClient::discover(&context.data_dir).await {
+        return actions_via_api(client, command).await;
+    }
     match command {
         ActionsCommand::List { status, json } => {
             let store = ActionStore::new(crate::store::Store::open(&context.data_dir)?);
@@ -239,6 +341,9 @@ pub(super) async fn run_actions(context: &Context, command: ActionsCommand) -> R
 }
 
 pub(super) async fn run_safety(context: &Context, command: SafetyCommand) -> Result<ExitCode> {
+    if let Some(client) = super::client::ApiClient::discover(&context.data_dir).await {
+        return safety_via_api(client, command).await;
+    }
     if let SafetyCommand::Status { json } = command {
         let store = ActionStore::new(crate::store::Store::open(&context.data_dir)?);
         let safety = store.safety()?;

@@ -5,8 +5,9 @@
 
 pub mod actions_cmd;
 mod audit_cmd;
+mod client;
 mod plugins_cmd;
-mod run_cmd;
+pub mod run_cmd;
 mod sim_cmd;
 mod tickets_cmd;
 

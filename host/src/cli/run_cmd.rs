@@ -19,11 +19,11 @@ use crate::actions::policy::Mode;
 use crate::actions::store::ActionStore;
 use crate::audit::{AuditEvent, AuditLog, AuditSink, now_ms};
 use crate::config::{Config, PluginConfig};
-use crate::monitor::tickets::{SnapshotKind, TicketStore};
+use crate::monitor::tickets::TicketStore;
 use crate::monitor::{Monitor, MonitorEvent};
 use crate::runtime::gate::EndpointConfig;
 use crate::runtime::grants::GrantSpec;
-use crate::runtime::{CallContext, Plugin, Runtime};
+use crate::runtime::{Plugin, Runtime};
 use crate::store::Store;
 
 /// Options of the daemon.
@@ -50,6 +50,9 @@ pub struct RunArgs {
     /// Start in this mode (otherwise the persisted mode, observe by default).
     #[arg(long, value_parser = ["observe", "execute"])]
     pub mode: Option<String>,
+    /// The diagnoser: auto (Claude when an Anthropic key is configured, else rules), claude, openai, rules.
+    #[arg(long, value_parser = ["auto", "claude", "openai", "rules"])]
+    pub diagnoser: Option<String>,
     /// Stop after this many seconds (for scripted runs).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<u64>,
@@ -84,6 +87,7 @@ fn set_pd(config: &mut Config, urls: Vec<String>) {
 
 /// Everything the daemon runs, for the loops and the shutdown.
 struct Daemon {
+    engine: crate::diagnose::DiagnosisEngine,
     sink: AuditSink,
     tickets: TicketStore,
     executor: Arc<Executor>,
@@ -122,11 +126,16 @@ pub(super) async fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
     } else {
         None
     };
+    if let Some(choice) = &args.diagnoser {
+        config.diagnosis.diagnoser = choice.parse().map_err(|e: String| anyhow!(e))?;
+    }
     let resolved = config.resolve().with_context(|| format!("in {}", context.config_path.display()))?;
 
     let store = Store::open(&context.data_dir)?;
     let log = AuditLog::new(store.clone())?;
     let sink = AuditSink::spawn(log.clone());
+    let metrics = Arc::new(crate::api::Metrics::new());
+    metrics.attach(&sink);
     let runtime = Runtime::new(&context.data_dir, &resolved, sink.clone())?;
     let plugins = runtime.discover(&context.data_dir, &resolved);
     for refused in &plugins.refused {
@@ -137,8 +146,18 @@ pub(super) async fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
     })?;
     let tools = (!config.tools.is_empty()).then(|| plugins.get(&config.tools).cloned()).flatten();
 
+    let engine = crate::diagnose::DiagnosisEngine::new(config.diagnosis.clone()).map_err(|e| anyhow!(e))?;
     let tickets = TicketStore::new(store.clone());
-    let monitor = Monitor::new(subject.clone(), tickets.clone(), sink.clone(), config.monitor.clone()).await?;
+    let mut monitor = Monitor::new(subject.clone(), tickets.clone(), sink.clone(), config.monitor.clone()).await?;
+    {
+        let metrics = metrics.clone();
+        monitor.on_cycle(Arc::new(move |report, took| {
+            metrics.observe_cycle(took.as_secs_f64());
+            if !report.observed || !report.complete {
+                metrics.observe_observation_failure();
+            }
+        }));
+    }
     let latest = monitor.latest();
     let events = monitor.subscribe();
     let executor = Arc::new(
@@ -166,6 +185,28 @@ pub(super) async fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
         std::process::id()
     )));
     let recovered = executor.recover(now_ms()).await?;
+
+    // The local API: loopback by default; a token for every change.
+    let token = crate::api::ApiToken::load_or_create(&context.data_dir)?;
+    let state = Arc::new(crate::api::ApiState::new(
+        executor.clone(),
+        tickets.clone(),
+        log.clone(),
+        sink.clone(),
+        crate::api::PluginSummary::from_set(&plugins),
+        latest.clone(),
+        subject.clone(),
+        metrics.clone(),
+        token,
+    ));
+    let router = crate::api::router(state);
+    let listener = tokio::net::TcpListener::bind(&config.api.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (api.listen): is another daemon running?", config.api.listen))?;
+    let api_url = format!("http://{}", listener.local_addr()?);
+    let unix =
+        if config.api.unix_socket { Some(crate::api::bind_unix(&context.data_dir.join("api.sock"))?) } else { None };
+    DaemonInfo { api_url: api_url.clone(), pid: std::process::id() }.write(&context.data_dir)?;
 
     // The startup summary: what is watched, how, and where.
     let safety = executor.safety();
@@ -195,16 +236,21 @@ pub(super) async fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
         println!("  grant: {grant}");
     }
     println!(
-        "mode: {}{}; every {} ms; diagnosis: rules",
+        "mode: {}{}; every {} ms; diagnosis: {}{}",
         safety.mode.as_str(),
         if safety.kill_switch { " (KILL SWITCH ON)" } else { "" },
-        config.monitor.interval_ms
+        config.monitor.interval_ms,
+        engine.diagnoser().kind().as_str(),
+        engine.diagnoser().model().map(|m| format!(" ({m})")).unwrap_or_default()
     );
     if !recovered.is_empty() {
         println!("reconciled {} action(s) left executing by the previous run", recovered.len());
     }
 
+    println!("API on {api_url} (token in {})", crate::api::ApiToken::path(&context.data_dir).display());
+
     let daemon = Arc::new(Daemon {
+        engine,
         sink: sink.clone(),
         tickets: tickets.clone(),
         executor: executor.clone(),
@@ -214,6 +260,16 @@ pub(super) async fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
     let monitor_task = tokio::spawn(monitor.run(stop_rx.clone()));
     let diagnosis_task = tokio::spawn(diagnosis_loop(daemon.clone(), events, stop_rx.clone()));
     let executor_task = tokio::spawn(executor_loop(daemon.clone(), config.actions.tick_ms, stop_rx.clone()));
+    let mut api_stop = stop_rx.clone();
+    let api_task = tokio::spawn(crate::api::serve(listener, router.clone(), async move {
+        let _ = api_stop.changed().await;
+    }));
+    let unix_task = unix.map(|l| {
+        let mut unix_stop = stop_rx.clone();
+        tokio::spawn(crate::api::serve_unix(l, router, async move {
+            let _ = unix_stop.changed().await;
+        }))
+    });
 
     wait_for_stop(args.duration).await;
     println!("stopping: finishing the current action, flushing state");
@@ -221,6 +277,11 @@ pub(super) async fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
     let _ = monitor_task.await;
     let _ = diagnosis_task.await;
     let _ = executor_task.await;
+    let _ = api_task.await;
+    if let Some(task) = unix_task {
+        let _ = task.await;
+    }
+    DaemonInfo::remove(&context.data_dir);
     sink.record(AuditEvent::note("operator-host stopped"));
     sink.flush().await?;
     if let Some(cluster) = sim {
@@ -228,6 +289,40 @@ pub(super) async fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
         cluster.shutdown().await;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `<data-dir>/daemon.json`: where a running daemon's API is, so the CLI talks to it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DaemonInfo {
+    /// The API's base URL.
+    pub api_url: String,
+    /// The daemon's process id.
+    pub pid: u32,
+}
+
+impl DaemonInfo {
+    /// The file's path.
+    pub fn path(data_dir: &std::path::Path) -> std::path::PathBuf {
+        data_dir.join("daemon.json")
+    }
+
+    /// Writes the file atomically.
+    pub fn write(&self, data_dir: &std::path::Path) -> Result<()> {
+        let tmp = data_dir.join("daemon.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::rename(&tmp, Self::path(data_dir))?;
+        Ok(())
+    }
+
+    /// Reads the file, if there is one.
+    pub fn read(data_dir: &std::path::Path) -> Option<DaemonInfo> {
+        serde_json::from_slice(&std::fs::read(Self::path(data_dir)).ok()?).ok()
+    }
+
+    /// Removes the file.
+    pub fn remove(data_dir: &std::path::Path) {
+        let _ = std::fs::remove_file(Self::path(data_dir));
+    }
 }
 
 async fn wait_for_stop(duration: Option<u64>) {
@@ -301,84 +396,39 @@ async fn diagnosis_loop(
     }
 }
 
-/// Diagnoses a ticket with the subject plugin's rules, records the diagnosis on the ticket and
-/// proposes its recommended actions (each validated; a refused one is recorded as dropped).
+/// Diagnoses a ticket with the configured diagnoser (falling back to the plugin's rules), records
+/// the diagnosis on the ticket and proposes its recommended actions; a proposal the executor
+/// refuses is recorded on the ticket as dropped, with why.
 async fn diagnose_and_propose(daemon: &Daemon, id: &str) -> Result<()> {
-    let ticket = daemon.tickets.require(id)?;
-    let observation =
-        daemon.tickets.snapshot(id, SnapshotKind::Latest)?.ok_or_else(|| anyhow!("ticket {id} has no observation"))?;
-    let wit_ticket = crate::runtime::bindings::types::Ticket {
-        id: ticket.id.clone(),
-        invariant: ticket.invariant.clone(),
-        entity: ticket.entity.clone(),
-        severity: match ticket.severity.as_str() {
-            "critical" => crate::runtime::bindings::types::Severity::Critical,
-            "info" => crate::runtime::bindings::types::Severity::Info,
-            _ => crate::runtime::bindings::types::Severity::Warning,
-        },
-        message: ticket.message.clone(),
-        evidence: ticket
-            .evidence
-            .iter()
-            .map(|e| crate::runtime::bindings::types::Evidence { label: e.label.clone(), value: e.value.clone() })
-            .collect(),
-        opened_at_ms: ticket.opened_at_ms,
-        last_seen_ms: ticket.last_seen_ms,
-        occurrences: ticket.occurrences,
-    };
-    let subject = daemon.subject.as_subject().ok_or_else(|| anyhow!("no subject plugin"))?;
-    let started = std::time::Instant::now();
-    let context = CallContext { ticket: Some(id.to_owned()) };
-    let diagnosis = subject.diagnose(&context, &wit_ticket, &observation.into()).await?.map_err(|e| anyhow!(e))?;
-    let mut dropped = Vec::new();
+    let actions = daemon.executor.actions();
+    let record = crate::diagnose::ticket::diagnose_ticket(
+        &daemon.engine,
+        &daemon.subject,
+        &daemon.tickets,
+        &actions,
+        &daemon.sink,
+        id,
+    )
+    .await?;
+    let by = format!("diagnoser:{}", record.diagnoser.as_str());
+    let mut refused = Vec::new();
     let mut proposed = Vec::new();
-    for rec in &diagnosis.recommendations {
-        let params = rec.params.iter().map(|p| (p.name.clone(), crate::actions::params::to_json(&p.value))).collect();
-        let mut proposal = Proposal::new(&rec.action, ProposalParams::Json(params), "diagnosis", "diagnoser:rules");
+    for rec in &record.diagnosis.recommendations {
+        let params = rec.params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut proposal = Proposal::new(&rec.action, ProposalParams::Json(params), "diagnosis", &by);
         proposal.ticket = Some(id.to_owned());
         match daemon.executor.propose(proposal, now_ms()).await {
             Ok(action) => proposed.push(action.id),
-            Err(e) => {
-                dropped.push(serde_json::json!({"recommendation": {"action": rec.action}, "reason": e.to_string()}))
-            }
+            Err(e) => refused.push(serde_json::json!({"recommendation": rec, "reason": e.to_string()})),
         }
     }
-    let record = serde_json::json!({
-        "diagnoser": "rules",
-        "diagnosis": diagnosis_to_json(&diagnosis),
-        "latency_ms": started.elapsed().as_millis() as u64,
-        "dropped_recommendations": dropped,
-        "proposed_actions": proposed,
-    });
     let mut ticket = daemon.tickets.require(id)?;
-    ticket.diagnoses.push(record);
-    daemon.sink.record(AuditEvent::note(format!("ticket {id} diagnosed by rules: {}", diagnosis.summary)));
+    if let Some(last) = ticket.diagnoses.last_mut() {
+        last["proposed_actions"] = serde_json::json!(proposed);
+        if let Some(list) = last["dropped_recommendations"].as_array_mut() {
+            list.extend(refused);
+        }
+    }
     daemon.tickets.save(&ticket)?;
     Ok(())
-}
-
-/// A plugin diagnosis as stored on a ticket.
-fn diagnosis_to_json(d: &crate::runtime::bindings::types::Diagnosis) -> serde_json::Value {
-    use crate::runtime::bindings::types::Urgency;
-    serde_json::json!({
-        "summary": d.summary,
-        "timeline": d.timeline,
-        "affected": d.affected,
-        "root_cause": d.root_cause,
-        "confidence": d.confidence,
-        "evidence": d.evidence,
-        "alternatives": d.alternatives.iter().map(|a| serde_json::json!({
-            "hypothesis": a.hypothesis, "supporting": a.supporting,
-            "contradicting": a.contradicting, "conclusion": a.conclusion,
-        })).collect::<Vec<_>>(),
-        "recommendations": d.recommendations.iter().map(|r| serde_json::json!({
-            "action": r.action,
-            "params": r.params.iter().map(|p| (p.name.clone(), crate::actions::params::to_json(&p.value))).collect::<serde_json::Map<_, _>>(),
-            "reason": r.reason,
-            "urgency": match r.urgency { Urgency::Immediate => "immediate", Urgency::Soon => "soon", Urgency::WhenConvenient => "when-convenient" },
-            "expected_outcome": r.expected_outcome,
-            "risks": r.risks,
-        })).collect::<Vec<_>>(),
-        "wait_reason": d.wait_reason,
-    })
 }

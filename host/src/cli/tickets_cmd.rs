@@ -56,7 +56,55 @@ pub enum TicketsCommand {
     },
 }
 
+async fn via_api(client: super::client::ApiClient, command: TicketsCommand) -> Result<ExitCode> {
+    match command {
+        TicketsCommand::List { status, json } => {
+            let reply = client.get(&format!("tickets?status={status}")).await?;
+            let list: Vec<Ticket> = serde_json::from_value(reply["tickets"].clone())?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("no {status} tickets");
+            } else {
+                print_table(&list);
+            }
+        }
+        TicketsCommand::Show { id, json } => {
+            let reply = client.get(&format!("tickets/{id}")).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reply)?);
+            } else {
+                let ticket: Ticket = serde_json::from_value(reply["ticket"].clone())?;
+                print!("{}", render_ticket(&ticket));
+            }
+        }
+        TicketsCommand::Resolve { .. } | TicketsCommand::Hold { .. } | TicketsCommand::Unhold { .. } => {
+            unreachable!("changes go through change_via_api")
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn change_via_api(client: &super::client::ApiClient, id: &str, verb: &str, reason: &str) -> Result<ExitCode> {
+    let reply = client
+        .post(
+            &format!("tickets/{id}/{verb}"),
+            serde_json::json!({"reason": reason, "by": super::actions_cmd::whoami()}),
+        )
+        .await?;
+    println!("ticket {id} is now {}", reply["ticket"]["status"].as_str().unwrap_or("?"));
+    Ok(ExitCode::SUCCESS)
+}
+
 pub(super) async fn run(context: &Context, command: TicketsCommand) -> Result<ExitCode> {
+    if let Some(client) = super::client::ApiClient::discover(&context.data_dir).await {
+        return match command {
+            TicketsCommand::Resolve { id, reason } => change_via_api(&client, &id, "resolve", &reason).await,
+            TicketsCommand::Hold { id, reason } => change_via_api(&client, &id, "hold", &reason).await,
+            TicketsCommand::Unhold { id, reason } => change_via_api(&client, &id, "unhold", &reason).await,
+            other => via_api(client, other).await,
+        };
+    }
     let log = context.open_audit()?;
     let tickets = TicketStore::new(log.store().clone());
     match command {

@@ -57,6 +57,7 @@ pub mod model;
 pub mod openai;
 pub mod retry;
 pub mod rules;
+pub mod ticket;
 mod transport;
 pub mod validate;
 

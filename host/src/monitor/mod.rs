@@ -130,7 +130,11 @@ pub struct Monitor {
     pending: HashMap<String, u64>,
     latest: SharedObservation,
     events: broadcast::Sender<MonitorEvent>,
+    on_cycle: Option<CycleObserver>,
 }
+
+/// Called after every cycle with its report and duration (e.g. to feed metrics).
+pub type CycleObserver = Arc<dyn Fn(&CycleReport, Duration) + Send + Sync>;
 
 fn severity_name(severity: Severity) -> &'static str {
     match severity {
@@ -169,6 +173,7 @@ impl Monitor {
             pending: HashMap::new(),
             latest: Arc::new(RwLock::new(None)),
             events,
+            on_cycle: None,
         })
     }
 
@@ -180,6 +185,11 @@ impl Monitor {
     /// The latest observation, shared.
     pub fn latest(&self) -> SharedObservation {
         self.latest.clone()
+    }
+
+    /// Calls `observer` after every cycle of [`Monitor::run`].
+    pub fn on_cycle(&mut self, observer: CycleObserver) {
+        self.on_cycle = Some(observer);
     }
 
     /// The settings.
@@ -194,7 +204,11 @@ impl Monitor {
         loop {
             tokio::select! {
                 _ = interval.tick() => {
+                    let started = std::time::Instant::now();
                     let report = self.cycle(now_ms()).await;
+                    if let Some(observer) = &self.on_cycle {
+                        observer(&report, started.elapsed());
+                    }
                     if !report.errors.is_empty() {
                         tracing::warn!(errors = ?report.errors, "observation incomplete");
                     }
