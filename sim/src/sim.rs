@@ -158,7 +158,7 @@ pub struct Simulation {
     pub regions: Vec<Region>,
     /// Region id to index in `regions`.
     #[serde(skip)]
-    region_index: HashMap<u64, usize>,
+    pub(crate) region_index: HashMap<u64, usize>,
     /// Replication config.
     pub replication: ReplicationConfig,
     /// Schedule config.
@@ -179,6 +179,9 @@ pub struct Simulation {
     pub add_peer_tokens: std::collections::BTreeMap<u64, f64>,
     /// Next id of PD's id allocator.
     pub next_id: u64,
+    /// Accumulated TiKV and PD counters, store loads and removal progress (`crate::stats`).
+    #[serde(skip)]
+    pub telemetry: crate::stats::Telemetry,
     #[serde(skip)]
     rng: ChaCha8Rng,
 }
@@ -282,6 +285,7 @@ impl Simulation {
             next_patrol_ms: 0,
             patrol_interval_ms: 0,
             next_id: spec.stores as u64 + 1,
+            telemetry: Default::default(),
             rng,
         };
         sim.build_regions();
@@ -373,6 +377,7 @@ impl Simulation {
         }
         self.region_heartbeats();
         self.operator_tick();
+        crate::stats::tick(self);
         if self.pd_election_due_ms.is_some_and(|t| now >= t) {
             self.pd_election_due_ms = None;
             self.elect_pd_leader();

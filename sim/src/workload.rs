@@ -24,7 +24,7 @@ pub const HOT_DEGREE_SHOWN: u64 = 3;
 const HOT_SHARE: f64 = 0.1;
 
 /// SplitMix64: cheap deterministic noise that needs no shared random generator.
-fn mix(mut x: u64) -> u64 {
+pub(crate) fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -44,6 +44,7 @@ pub(crate) fn report_flow(region: &mut Region, now_ms: u64) {
     region.written_keys = region.written_bytes / AVG_KV_BYTES;
     region.read_keys = region.read_bytes / AVG_KV_BYTES;
     region.last_heartbeat_ms = now_ms;
+    crate::split::grow(region, now_ms);
     let hot = |bytes: u64, threshold: u64| bytes / secs >= threshold;
     region.hot_write_degree = if hot(region.written_bytes, HOT_WRITE_BYTES) { region.hot_write_degree + 1 } else { 0 };
     region.hot_read_degree = if hot(region.read_bytes, HOT_READ_BYTES) { region.hot_read_degree + 1 } else { 0 };
