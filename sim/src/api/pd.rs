@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::Serialize;
 
-use super::render::{http_error, input_error, json, message, parse_id, query_pairs, region_json};
+use super::render::{go_json_syntax_error, http_error, input_error, json, message, parse_id, query_pairs, region_json};
 use super::views::{self, MemberView, RegionView, RegionsView, StoresView, store_info};
 use crate::model::{Label, PeerRole, Region, Scheduler, StoreState};
 use crate::region_ops::decode_hex;
@@ -360,9 +360,17 @@ async fn store_state(State(ctx): State<MemberCtx>, Path(id): Path<String>, RawQu
     }
 }
 
-/// Parses a JSON object body; the error is the text for PD's `400` errcode reply.
+/// Parses a JSON object body as PD's `json.Unmarshal` into `map[string]interface{}` does: `null` is
+/// an empty map; the error is Go's text for PD's `400` errcode reply.
 fn object_body(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, String> {
-    serde_json::from_slice(body).map_err(|e| e.to_string())
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(serde_json::Value::Null) => Ok(serde_json::Map::new()),
+        Ok(other) => {
+            Err(format!("json: cannot unmarshal {} into Go value of type map[string]interface {{}}", json_kind(&other)))
+        }
+        Err(e) => Err(go_json_syntax_error(body).unwrap_or_else(|| e.to_string())),
+    }
 }
 
 /// `POST /store/{id}/label[?force=true]`: merges the labels, or replaces them all with `force`.
