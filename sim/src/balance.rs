@@ -60,6 +60,12 @@ impl Simulation {
         }
     }
 
+    /// Whether leaders may not move onto a store: evict-leader pauses leader transfer into its
+    /// stores for every scheduler (PD's `PauseLeaderTransfer`), paused or not.
+    fn leader_blocked(&self, id: u64) -> bool {
+        self.schedulers.iter().any(|s| s.name == crate::scheduler::EVICT_LEADER && s.store_ids.contains(&id))
+    }
+
     /// Whether a store is Up, heartbeating and running: a place for new peers and leaders.
     fn schedulable(&self, id: u64) -> bool {
         self.store(id).is_some_and(|s| {
@@ -76,6 +82,30 @@ impl Simulation {
             return;
         }
         let mut budget = limit - running;
+        // The last load pass (at most 10 s old) tells cheaply whether the stores are far enough
+        // apart to be worth the exact O(regions) count; a balanced cluster stops here.
+        let candidates: Vec<(f64, u64, u64)> = self
+            .telemetry
+            .loads()
+            .iter()
+            .filter_map(|l| {
+                let s = self.store(l.store_id)?;
+                let usable = s.state == StoreState::Up && self.schedulable(s.id);
+                usable
+                    .then(|| (l.region_size_mib as f64 / s.region_weight.max(1e-6), l.region_size_mib, l.region_count))
+            })
+            .collect();
+        let (sizes, counts) = candidates.iter().fold((0u64, 0u64), |acc, c| (acc.0 + c.1, acc.1 + c.2));
+        if candidates.len() < 2 || counts == 0 {
+            return;
+        }
+        let avg_region = (sizes as f64 / counts as f64).max(1.0);
+        let rough_mean = candidates.iter().map(|c| c.0).sum::<f64>() / candidates.len() as f64;
+        let rough_tolerance = (TOLERANT_SIZE_RATIO * avg_region).max(rough_mean * BALANCED_SHARE / 2.0);
+        let (hi, lo) = candidates.iter().fold((f64::MIN, f64::MAX), |acc, c| (acc.0.max(c.0), acc.1.min(c.0)));
+        if hi - lo <= 1.5 * rough_tolerance {
+            return;
+        }
         let stats = self.store_stats();
         let low_space = self.schedule.low_space_ratio.0;
         let mut slots: Vec<Slot> = self
@@ -97,8 +127,6 @@ impl Simulation {
         if slots.len() < 2 || self.regions.is_empty() {
             return;
         }
-        let total_size: u64 = self.regions.iter().map(|r| r.approximate_size).sum();
-        let avg_region = (total_size as f64 / self.regions.len() as f64).max(1.0);
         let mean_score = slots.iter().map(Slot::score).sum::<f64>() / slots.len() as f64;
         // Stores within a tenth of the mean count as balanced too: a healthy cluster whose region
         // sizes merely vary is left alone, as PD leaves a cluster it has balanced.
@@ -109,11 +137,22 @@ impl Simulation {
             return;
         }
         let busy: std::collections::HashSet<u64> = self.operators.iter().map(|o| o.region_id).collect();
+        // Slots are in store-id order, so a peer finds its slot by binary search; the targets are the
+        // few lowest-scored stores, re-sorted after each planned move. A region then costs
+        // O(peers x (log stores + MAX_TARGETS)), never O(stores).
+        let blocked: Vec<bool> = slots.iter().map(|s| self.leader_blocked(s.id)).collect();
+        let pick_targets = |slots: &[Slot]| {
+            let mut t: Vec<usize> = (0..slots.len()).filter(|&i| slots[i].target).collect();
+            t.sort_by(|a, b| slots[*a].score().total_cmp(&slots[*b].score()));
+            t.truncate(MAX_TARGETS);
+            t
+        };
+        let mut targets = pick_targets(&slots);
         let n = self.regions.len();
         let start = self.telemetry.balance_cursor % n;
         let mut moves: Vec<(u64, u64, u64)> = Vec::new();
         for k in 0..n {
-            if budget == 0 {
+            if budget == 0 || targets.is_empty() {
                 break;
             }
             let i = (start + k) % n;
@@ -126,22 +165,24 @@ impl Simulation {
                 continue;
             }
             let size = region.approximate_size as f64;
+            let slot_of = |store: u64| slots.binary_search_by_key(&store, |s| s.id).ok();
             // The most loaded store holding a voter of the region, and the least loaded one without.
-            let source = slots
+            let source = region
+                .peers
                 .iter()
-                .enumerate()
-                .filter(|(_, s)| region.peers.iter().any(|p| p.store_id == s.id && p.role == PeerRole::Voter))
-                .max_by(|a, b| a.1.score().total_cmp(&b.1.score()));
-            let Some((si, src)) = source else { continue };
-            let mut targets: Vec<(usize, &Slot)> = slots
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| s.target && !region.peers.iter().any(|p| p.store_id == s.id))
-                .filter(|(_, s)| (s.used + size * MIB as f64) / s.capacity < low_space)
-                .collect();
-            targets.sort_by(|a, b| a.1.score().total_cmp(&b.1.score()));
-            targets.truncate(MAX_TARGETS);
-            let Some(&(ti, tgt)) = targets.first() else { continue };
+                .filter(|p| p.role == PeerRole::Voter)
+                .filter_map(|p| slot_of(p.store_id))
+                .max_by(|a, b| slots[*a].score().total_cmp(&slots[*b].score()));
+            let Some(si) = source else { continue };
+            // Moving the leader's peer moves leadership too, which an evicted store may not take.
+            let moves_leader = region.leader_store() == Some(slots[si].id);
+            let target = targets.iter().copied().find(|&t| {
+                let s = &slots[t];
+                let taken = region.peers.iter().any(|p| p.store_id == s.id);
+                !taken && (!moves_leader || !blocked[t]) && (s.used + size * MIB as f64) / s.capacity < low_space
+            });
+            let Some(ti) = target else { continue };
+            let (src, tgt) = (slots[si], slots[ti]);
             let (src_after, tgt_after) = (src.score() - size / src.weight, tgt.score() + size / tgt.weight);
             if src.score() - tgt.score() <= 2.0 * tolerance || src_after < tgt_after {
                 continue;
@@ -151,9 +192,10 @@ impl Simulation {
             slots[si].size -= size;
             slots[ti].size += size;
             slots[ti].used += size * MIB as f64;
-            let tokens = self.add_peer_tokens.entry(slots[ti].id).or_insert(0.0);
+            let tokens = self.add_peer_tokens.entry(tgt.id).or_insert(0.0);
             *tokens -= 1.0;
             slots[ti].target = *tokens >= 1.0;
+            targets = pick_targets(&slots);
             self.telemetry.balance_cursor = i + 1;
         }
         for (region_id, from, to) in moves {
@@ -178,6 +220,13 @@ impl Simulation {
         if running >= limit {
             return;
         }
+        // The last load pass says whether any store is hot enough to relieve; only then scan.
+        let rough = |f: fn(&crate::stats::StoreLoad) -> f64| -> Vec<(u64, f64)> {
+            self.telemetry.loads().iter().map(|l| (l.store_id, f(l))).collect()
+        };
+        if self.hottest(&rough(|l| l.hot_read_bps)).is_none() && self.hottest(&rough(|l| l.hot_write_bps)).is_none() {
+            return;
+        }
         let threshold = self.schedule.hot_region_cache_hits_threshold;
         let secs = (REGION_HEARTBEAT_MS / 1000) as f64;
         // Hot flow per store: reads land on the leader, writes on every peer.
@@ -185,9 +234,10 @@ impl Simulation {
         let mut write = read.clone();
         let mut hot_read: Vec<(u64, u64, f64)> = Vec::new();
         let mut hot_write: Vec<(u64, f64)> = Vec::new();
+        // Stores are in id order: a binary search keeps the pass O(regions x peers x log stores).
         let add = |v: &mut Vec<(u64, f64)>, id: u64, f: f64| {
-            if let Some(e) = v.iter_mut().find(|e| e.0 == id) {
-                e.1 += f;
+            if let Ok(i) = v.binary_search_by_key(&id, |e| e.0) {
+                v[i].1 += f;
             }
         };
         for region in &self.regions {
@@ -257,7 +307,7 @@ impl Simulation {
     /// without making that follower the new hottest store.
     fn pick_hot_leader(&self, loads: &[(u64, f64)], hot: &[(u64, u64, f64)]) -> Option<(u64, u64, u64)> {
         let (src, src_load) = self.hottest(loads)?;
-        let load = |id: u64| loads.iter().find(|l| l.0 == id).map(|l| l.1).unwrap_or(0.0);
+        let load = |id: u64| loads.binary_search_by_key(&id, |l| l.0).map(|i| loads[i].1).unwrap_or(0.0);
         let mut candidates: Vec<&(u64, u64, f64)> = hot.iter().filter(|h| h.1 == src).collect();
         candidates.sort_by(|a, b| b.2.total_cmp(&a.2));
         for &&(region_id, _, flow) in &candidates {
@@ -269,6 +319,7 @@ impl Simulation {
                 .peers
                 .iter()
                 .filter(|p| p.role == PeerRole::Voter && p.store_id != src && self.schedulable(p.store_id))
+                .filter(|p| !self.leader_blocked(p.store_id))
                 .map(|p| p.store_id)
                 .min_by(|a, b| load(*a).total_cmp(&load(*b)));
             if let Some(to) = to
@@ -283,31 +334,40 @@ impl Simulation {
     /// A hot write region with a peer on the hottest store that can move to a cooler store.
     fn pick_hot_peer(&self, loads: &[(u64, f64)], hot: &[(u64, f64)]) -> Option<(u64, u64, u64)> {
         let (src, src_load) = self.hottest(loads)?;
-        let load = |id: u64| loads.iter().find(|l| l.0 == id).map(|l| l.1).unwrap_or(0.0);
+        let load = |id: u64| loads.binary_search_by_key(&id, |l| l.0).map(|i| loads[i].1).unwrap_or(0.0);
         let low_space = self.schedule.low_space_ratio.0;
-        let mut candidates: Vec<&(u64, f64)> = hot.iter().collect();
+        // The possible targets, coolest first, filtered once for the whole round.
+        let mut targets: Vec<u64> = self
+            .stores
+            .iter()
+            .filter(|s| self.schedulable(s.id))
+            .filter(|s| self.add_peer_tokens.get(&s.id).copied().unwrap_or(s.add_peer_limit) >= 1.0)
+            .filter(|s| {
+                let used = s.base_used + self.telemetry.region_size_mib(s.id) * MIB;
+                (used as f64 / s.capacity.max(1) as f64) < low_space
+            })
+            .map(|s| s.id)
+            .collect();
+        targets.sort_by(|a, b| load(*a).total_cmp(&load(*b)));
+        let mut candidates: Vec<(u64, f64)> = hot
+            .iter()
+            .copied()
+            .filter(|(id, _)| self.region(*id).is_some_and(|r| r.peers.iter().any(|p| p.store_id == src)))
+            .collect();
         candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
-        for &&(region_id, flow) in &candidates {
+        for (region_id, flow) in candidates {
             let region: &Region = self.region(region_id)?;
-            if !region.peers.iter().any(|p| p.store_id == src)
-                || self.operator_of(region_id).is_some()
+            if self.operator_of(region_id).is_some()
                 || !region.pending_peers.is_empty()
                 || !region.down_peers.is_empty()
                 || region.approximate_size > self.schedule.max_movable_hot_peer_size
             {
                 continue;
             }
-            let to = self
-                .stores
-                .iter()
-                .filter(|s| self.schedulable(s.id) && !region.peers.iter().any(|p| p.store_id == s.id))
-                .filter(|s| self.add_peer_tokens.get(&s.id).copied().unwrap_or(s.add_peer_limit) >= 1.0)
-                .filter(|s| {
-                    let used = s.base_used + self.telemetry.region_size_mib(s.id) * MIB;
-                    (used as f64 / s.capacity.max(1) as f64) < low_space
-                })
-                .map(|s| s.id)
-                .min_by(|a, b| load(*a).total_cmp(&load(*b)));
+            let moves_leader = region.leader_store() == Some(src);
+            let to = targets.iter().copied().find(|t| {
+                !region.peers.iter().any(|p| p.store_id == *t) && (!moves_leader || !self.leader_blocked(*t))
+            });
             if let Some(to) = to
                 && load(to) + flow <= src_load - flow
             {

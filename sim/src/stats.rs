@@ -83,6 +83,10 @@ pub struct StoreLoad {
     pub region_count: u64,
     /// Leaders on the store.
     pub leader_count: u64,
+    /// Read bytes per second of the hot-read regions the store leads (as last reported).
+    pub hot_read_bps: f64,
+    /// Written bytes per second of the hot-write regions with a peer on the store (as last reported).
+    pub hot_write_bps: f64,
 }
 
 /// A cumulative histogram plus count and sum. Observations are added to `pending` under the current
@@ -245,9 +249,14 @@ impl Telemetry {
         self.counters.get(&store_id)
     }
 
-    /// A store's load from the last complete pass.
+    /// A store's load from the last complete pass (loads are in store-id order).
     pub fn load(&self, store_id: u64) -> Option<&StoreLoad> {
-        self.loads.iter().find(|l| l.store_id == store_id)
+        self.loads.binary_search_by_key(&store_id, |l| l.store_id).ok().map(|i| &self.loads[i])
+    }
+
+    /// Every store's load from the last complete pass, in store-id order.
+    pub fn loads(&self) -> &[StoreLoad] {
+        &self.loads
     }
 
     /// Region size (MiB) of a store from the last complete pass; 0 before the first.
@@ -295,7 +304,9 @@ pub(crate) fn tick(sim: &mut Simulation) {
 
 /// Folds the next slice of regions into the partial loads; true when a pass completed.
 fn load_pass_step(sim: &mut Simulation) -> bool {
-    let Simulation { regions, stores, telemetry: t, .. } = sim;
+    let Simulation { regions, stores, telemetry: t, schedule, .. } = sim;
+    let hot_threshold = schedule.hot_region_cache_hits_threshold;
+    let secs = (crate::sim::REGION_HEARTBEAT_MS / 1000) as f64;
     if t.partial.len() != stores.len() || t.partial.iter().zip(stores.iter()).any(|(l, s)| l.store_id != s.id) {
         t.partial = stores.iter().map(|s| StoreLoad { store_id: s.id, ..Default::default() }).collect();
         t.pass_cursor = 0;
@@ -311,10 +322,16 @@ fn load_pass_step(sim: &mut Simulation) -> bool {
             l.region_count += 1;
             l.region_size_mib += region.approximate_size;
             l.peer_write_bps += region.write_rate as f64;
+            if region.hot_write_degree >= hot_threshold {
+                l.hot_write_bps += region.written_bytes as f64 / secs;
+            }
             if leader == Some(peer.store_id) {
                 l.leader_count += 1;
                 l.leader_read_bps += region.read_rate as f64;
                 l.leader_write_bps += region.write_rate as f64;
+                if region.hot_read_degree >= hot_threshold {
+                    l.hot_read_bps += region.read_bytes as f64 / secs;
+                }
             }
         }
     }
@@ -338,7 +355,7 @@ fn accumulate(sim: &mut Simulation) {
         }
         let load = match t.loads.get(i) {
             Some(l) if l.store_id == store.id => *l,
-            _ => t.loads.iter().find(|l| l.store_id == store.id).copied().unwrap_or_default(),
+            _ => t.load(store.id).copied().unwrap_or_default(),
         };
         let rates = request_rates(&load);
         let qps: f64 = rates.iter().sum();
@@ -371,7 +388,7 @@ impl Simulation {
         let now = self.now_ms;
         let Simulation { stores, telemetry: t, .. } = self;
         for store in stores.iter() {
-            let size = t.loads.iter().find(|l| l.store_id == store.id).map(|l| l.region_size_mib).unwrap_or(0) as f64;
+            let size = t.region_size_mib(store.id) as f64;
             match store.state {
                 StoreState::Up => {
                     t.removals.remove(&store.id);
