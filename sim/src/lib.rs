@@ -6,7 +6,9 @@
 //! quirks) on one loopback port per PD member, and each store's status server on its own port.
 //!
 //! Modules: [`model`] (the cluster's facts), [`sim`] (clock, heartbeats, elections, faults),
-//! [`operator`] (operators and the replica checker), [`scheduler`] (leader schedulers), [`checks`]
+//! [`operator`] (operators and the replica checker), [`scheduler`] (leader schedulers), [`balance`]
+//! (region and hot-region balancing), [`region_ops`] (split, merge, scatter and move-region
+//! operators), [`split`] (region growth and splits), [`stats`] (counters behind the metrics), [`checks`]
 //! (region classification), [`config`] (PD's configuration), [`api`] (HTTP servers), [`cluster`]
 //! (listeners and real-time stepping), [`units`] (PD's wire formats), [`workload`] (read and write
 //! flows, hot regions), [`faults`] (faults injected at run time, one per failure scenario) and
@@ -25,6 +27,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod balance;
 pub mod checks;
 pub mod cluster;
 pub mod config;
@@ -32,8 +35,11 @@ pub mod control;
 pub mod faults;
 pub mod model;
 pub mod operator;
+pub mod region_ops;
 pub mod scheduler;
 pub mod sim;
+pub mod split;
+pub mod stats;
 pub mod units;
 pub mod workload;
 

@@ -56,6 +56,50 @@ pub enum OpStep {
         /// Store of the removed peer.
         store: u64,
     },
+    /// Split the region: at the middle for `scan` and `approximate`, at the operator's keys for `usekey`.
+    SplitRegion {
+        /// PD's check policy.
+        policy: SplitPolicy,
+    },
+    /// Merge the region into an adjacent one, which takes over its key range.
+    MergeRegion {
+        /// The region merged away.
+        source: u64,
+        /// The region that remains.
+        target: u64,
+    },
+}
+
+/// `pdpb.CheckPolicy` of a split operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SplitPolicy {
+    /// TiKV scans the region for its middle key.
+    Scan,
+    /// TiKV estimates the middle key from SST properties.
+    Approximate,
+    /// Split at the keys given with the operator.
+    UseKey,
+}
+
+impl SplitPolicy {
+    /// Parses PD's policy name, case-insensitively as PD does (`pdpb.CheckPolicy_value[strings.ToUpper(p)]`).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text.to_ascii_uppercase().as_str() {
+            "SCAN" => Some(SplitPolicy::Scan),
+            "APPROXIMATE" => Some(SplitPolicy::Approximate),
+            "USEKEY" => Some(SplitPolicy::UseKey),
+            _ => None,
+        }
+    }
+
+    /// The protobuf enum name.
+    pub fn name(self) -> &'static str {
+        match self {
+            SplitPolicy::Scan => "SCAN",
+            SplitPolicy::Approximate => "APPROXIMATE",
+            SplitPolicy::UseKey => "USEKEY",
+        }
+    }
 }
 
 impl OpStep {
@@ -68,6 +112,8 @@ impl OpStep {
                 format!("promote learner peer {peer_id} on store {store} to voter")
             }
             OpStep::RemovePeer { store } => format!("remove peer on store {store}"),
+            OpStep::SplitRegion { policy } => format!("split region with policy {}", policy.name()),
+            OpStep::MergeRegion { source, target } => format!("merge region {source} into region {target}"),
         }
     }
 }
@@ -124,6 +170,8 @@ pub struct Operator {
     pub status: OpStatus,
     /// Simulated time (ms) the operator finished.
     pub finished_at_ms: Option<u64>,
+    /// Split keys of a `usekey` split operator.
+    pub split_keys: Vec<Vec<u8>>,
 }
 
 impl Operator {
@@ -182,6 +230,27 @@ pub enum OpError {
     /// The region already runs an operator that this one may not replace.
     #[error("[PD:operator:ErrAddOperator]failed to add operator, maybe already have one")]
     AlreadyHasOperator,
+    /// A target store is a Tombstone.
+    #[error("[PD:core:ErrStoreRemoved]store {0} has been removed")]
+    StoreRemoved(u64),
+    /// split-region with a policy PD does not know.
+    #[error("check policy {0} is not supported")]
+    UnknownPolicy(String),
+    /// split-region with a key that is not hex.
+    #[error("split key {0} is not in hex format")]
+    BadSplitKey(String),
+    /// merge-region of a region with down or pending peers, or without its full set of voters.
+    #[error("[PD:region:ErrRegionAbnormalPeer]region {0} has abnormal peer")]
+    AbnormalPeer(u64),
+    /// merge-region of two regions that do not touch.
+    #[error("[PD:region:ErrRegionNotAdjacent]two regions are not adjacent")]
+    NotAdjacent,
+    /// scatter-region of a hot region.
+    #[error("region {0} is a hot region")]
+    HotRegion(u64),
+    /// transfer-region without a role for every store while placement rules are on.
+    #[error("transfer region without peer role is not supported when placement rules enabled")]
+    MissingPeerRole,
 }
 
 impl Simulation {
@@ -218,6 +287,13 @@ impl Simulation {
         if status != OpStatus::Success {
             self.undo_unfinished_learner(&op);
         }
+        let event = match status {
+            OpStatus::Success => "finish",
+            OpStatus::Canceled => "cancel",
+            OpStatus::Replaced => "replace",
+            OpStatus::Running => "unexpected",
+        };
+        self.telemetry.count_operator(&op.desc, event);
         op.status = status;
         op.finished_at_ms = Some(self.now_ms);
         self.finished_operators.push(op);
@@ -247,9 +323,15 @@ impl Simulation {
             let old = self.operators.remove(i);
             self.finish(old, OpStatus::Replaced);
         }
-        self.operators.push(op);
+        self.start_operator(op);
         self.wake_patrol();
         Ok(())
+    }
+
+    /// Puts a new operator in the running list and counts its creation for PD's metrics.
+    pub(crate) fn start_operator(&mut self, op: Operator) {
+        self.telemetry.count_operator(&op.desc, "create");
+        self.operators.push(op);
     }
 
     pub(crate) fn new_operator(
@@ -275,11 +357,12 @@ impl Simulation {
             step_started_ms: None,
             status: OpStatus::Running,
             finished_at_ms: None,
+            split_keys: Vec::new(),
         }
     }
 
     /// Checks that `store_id` can receive a peer or leadership.
-    fn check_target(&self, store_id: u64) -> Result<(), OpError> {
+    pub(crate) fn check_target(&self, store_id: u64) -> Result<(), OpError> {
         let store = self.store(store_id).ok_or(OpError::StoreNotFound(store_id))?;
         let silent = self.now_ms.saturating_sub(store.last_heartbeat_ms.unwrap_or(0));
         if store.state != StoreState::Up || silent > STORE_UNHEALTHY_MS {
@@ -375,7 +458,7 @@ impl Simulation {
     }
 
     /// Steps that move a region's peer from one store to another; uses the next id for the new peer.
-    fn move_peer_steps(&self, region_id: u64, from: u64, to: u64) -> Vec<OpStep> {
+    pub(crate) fn move_peer_steps(&self, region_id: u64, from: u64, to: u64) -> Vec<OpStep> {
         let peer_id = self.next_id;
         let mut steps = vec![OpStep::AddLearner { store: to, peer_id }, OpStep::PromoteLearner { store: to, peer_id }];
         if self.region(region_id).and_then(|r| r.leader_store()) == Some(from) {
@@ -416,6 +499,7 @@ impl Simulation {
             let before = self.operators.len();
             self.replica_check();
             self.run_leader_schedulers();
+            self.run_region_schedulers();
             self.bury_empty_offline_stores();
             // Like PD's schedulers, back off while there is nothing to do.
             self.patrol_interval_ms = if self.operators.len() > before {
@@ -498,6 +582,17 @@ impl Simulation {
                     region.down_peers.retain(|d| d.peer.store_id != store);
                     region.pending_peers.retain(|p| p.store_id != store);
                     region.conf_ver += 1;
+                    true
+                }
+                OpStep::SplitRegion { policy } => {
+                    let keys = std::mem::take(&mut self.operators[i].split_keys);
+                    self.run_split_step(region_id, policy, keys);
+                    true
+                }
+                OpStep::MergeRegion { source, target } => {
+                    if !self.merge_regions(source, target) {
+                        return Some(OpStatus::Canceled);
+                    }
                     true
                 }
             };
@@ -631,7 +726,7 @@ impl Simulation {
                 self.next_id += 1;
             }
             let op = self.new_operator(region_id, desc, brief, "replica,region", steps);
-            self.operators.push(op);
+            self.start_operator(op);
         }
     }
 

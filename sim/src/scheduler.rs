@@ -16,7 +16,8 @@ pub const EVICT_LEADER: &str = "evict-leader-scheduler";
 pub const BALANCE_LEADER: &str = "balance-leader-scheduler";
 
 impl Simulation {
-    fn scheduler_active(&self, name: &str) -> bool {
+    /// Whether a scheduler is present and not paused.
+    pub(crate) fn scheduler_active(&self, name: &str) -> bool {
         self.schedulers.iter().any(|s| s.name == name && s.paused_until_ms.is_none_or(|t| t <= self.now_ms))
     }
 
@@ -124,7 +125,7 @@ impl Simulation {
                 "leader",
                 vec![OpStep::TransferLeader { from, to }],
             );
-            self.operators.push(op);
+            self.start_operator(op);
         }
     }
 

@@ -167,7 +167,7 @@ pub struct Simulation {
     pub regions: Vec<Region>,
     /// Region id to index in `regions`.
     #[serde(skip)]
-    region_index: HashMap<u64, usize>,
+    pub(crate) region_index: HashMap<u64, usize>,
     /// Replication config.
     pub replication: ReplicationConfig,
     /// Schedule config.
@@ -190,6 +190,9 @@ pub struct Simulation {
     pub next_id: u64,
     /// Injected faults: the active ones and the history (ground truth, not visible through PD).
     pub faults: crate::faults::FaultBook,
+    /// Accumulated TiKV and PD counters, store loads and removal progress (`crate::stats`).
+    #[serde(skip)]
+    pub telemetry: crate::stats::Telemetry,
     #[serde(skip)]
     rng: ChaCha8Rng,
 }
@@ -294,6 +297,7 @@ impl Simulation {
             patrol_interval_ms: 0,
             next_id: spec.stores as u64 + 1,
             faults: Default::default(),
+            telemetry: Default::default(),
             rng,
         };
         sim.build_regions();
@@ -387,6 +391,7 @@ impl Simulation {
         }
         self.region_heartbeats();
         self.operator_tick();
+        crate::stats::tick(self);
         if self.pd_election_due_ms.is_some_and(|t| now >= t) {
             self.pd_election_due_ms = None;
             self.elect_pd_leader();

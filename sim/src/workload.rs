@@ -44,6 +44,7 @@ pub(crate) fn report_flow(region: &mut Region, now_ms: u64) {
     region.written_keys = region.written_bytes / AVG_KV_BYTES;
     region.read_keys = region.read_bytes / AVG_KV_BYTES;
     region.last_heartbeat_ms = now_ms;
+    crate::split::grow(region, now_ms);
     let hot = |bytes: u64, threshold: u64| bytes / secs >= threshold;
     region.hot_write_degree = if hot(region.written_bytes, HOT_WRITE_BYTES) { region.hot_write_degree + 1 } else { 0 };
     region.hot_read_degree = if hot(region.read_bytes, HOT_READ_BYTES) { region.hot_read_degree + 1 } else { 0 };

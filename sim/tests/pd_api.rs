@@ -203,14 +203,17 @@ async fn stores_shapes_and_filters() {
     assert_eq!(status["capacity"], "1TiB");
     assert!(status["available"].as_str().unwrap().ends_with("GiB"));
     assert!(status["used_size"].as_str().unwrap().ends_with("GiB"));
-    assert_eq!(status["region_count"], 500);
+    // Regions near 96 MiB may already have split; the count follows the model.
+    let expected = c.sim().store_stats()[&1].region_count;
+    assert!(expected >= 500);
+    assert_eq!(status["region_count"], expected);
     assert_eq!(status["leader_weight"], 1);
     assert!(r.body.contains("\"leader_weight\": 1,"), "weights render as Go floats");
     assert_eq!(status["start_ts"], "2026-05-28T20:26:40Z");
     assert!(status["uptime"].as_str().unwrap().ends_with('s'));
     let total_leaders: u64 =
         v["stores"].as_array().unwrap().iter().map(|s| s["status"]["leader_count"].as_u64().unwrap()).sum();
-    assert_eq!(total_leaders, 1000);
+    assert_eq!(total_leaders, c.sim().regions.len() as u64);
 
     // Offline shows a state; Tombstone is left out of the default list.
     {
@@ -321,9 +324,12 @@ async fn region_shapes() {
     let r = get(&api(&c, 0, "/region/id/99999999")).await;
     assert_eq!(r.status, 404);
     assert_eq!(r.body, "\"[PD:region:ErrRegionNotFound]region 99999999 not found\"\n");
+    // PD's region handler answers a bad id with the strconv error as a JSON string, no errcode.
     let r = get(&api(&c, 0, "/region/id/x")).await;
     assert_eq!(r.status, 400);
-    assert_eq!(r.headers.get("TiDB-Error-Code").unwrap(), "input");
+    assert_eq!(r.content_type, JSON_TYPE);
+    assert!(r.headers.get("TiDB-Error-Code").is_none());
+    assert_eq!(r.body, "\"strconv.ParseUint: parsing \\\"x\\\": invalid syntax\"\n");
 
     for kind in [
         "miss-peer",

@@ -27,7 +27,8 @@ async fn evict_leader_empties_a_store_until_removed() {
     c.step(60_000);
     let l = leaders(&c).await;
     assert_eq!(l[1], 0, "{l:?}");
-    assert_eq!(l.iter().sum::<u64>(), 1000);
+    // Every region has a leader; regions may have split meanwhile.
+    assert_eq!(l.iter().sum::<u64>(), c.sim().regions.len() as u64);
     // It stays empty while the scheduler is there.
     c.step(5 * 60_000);
     assert_eq!(leaders(&c).await[1], 0);
@@ -48,6 +49,8 @@ async fn balance_leader_returns_leaders_after_restart_unless_paused() {
     assert_eq!(leaders(&c).await[0], 0);
     c.restart_store(1).await.unwrap();
 
+    // The hot-region scheduler would also hand the idle store some read leaders; keep it out.
+    c.sim().pause_scheduler("balance-hot-region-scheduler", 3600);
     let url = api(&c, "/schedulers/balance-leader-scheduler");
     let (status, body) = call(reqwest::Method::POST, &url, Some(json!({"delay": 600}))).await;
     assert_eq!((status, body.as_str()), (200, "\"Pause or resume the scheduler successfully.\"\n"));

@@ -31,7 +31,8 @@ async fn killed_store_goes_disconnected_then_down_and_loses_leaders() {
     let stores = get_json(&api(&c, "/stores")).await;
     let total: u64 =
         stores["stores"].as_array().unwrap().iter().map(|s| s["status"]["leader_count"].as_u64().unwrap()).sum();
-    assert_eq!(total, 1000);
+    // Regions near 96 MiB may have split meanwhile; every one of them has a leader.
+    assert_eq!(total, c.sim().regions.len() as u64);
     // Every region still has a leader, on a live voter.
     for region in c.sim().regions.iter() {
         assert_ne!(region.leader_store(), Some(1));
@@ -65,7 +66,9 @@ async fn down_peers_appear_after_ten_minutes() {
     // 10 min of silence plus one region heartbeat round.
     c.step(2 * 60_000);
     let v = get_json(&api(&c, "/regions/check/down-peer")).await;
-    assert_eq!(v["count"], 500, "every region with a peer on store 2");
+    let on_store_2 = c.sim().regions.iter().filter(|r| r.peers.iter().any(|p| p.store_id == 2)).count();
+    assert!(on_store_2 >= 500);
+    assert_eq!(v["count"], on_store_2, "every region with a peer on store 2");
     let region = &v["regions"][0];
     let down = &region["down_peers"][0];
     assert_eq!(down["peer"]["store_id"], 2);
@@ -129,7 +132,7 @@ fn same_seed_same_cluster() {
     let a = run(1);
     assert_eq!(a, run(1));
     assert_ne!(a, run(2));
-    assert_eq!(a["regions"].as_array().unwrap().len(), 1000);
+    assert!(a["regions"].as_array().unwrap().len() >= 1000, "only splits add regions");
 }
 
 #[test]
@@ -162,16 +165,22 @@ async fn text(url: &str) -> (String, String) {
 async fn metrics_follow_the_simulation() {
     let c = start().await;
     c.step(15_000);
+    // Regions near 96 MiB may already have split: expected counts come from the model.
+    let (regions, on_1, on_2) = {
+        let sim = c.sim();
+        let stats = sim.store_stats();
+        (sim.regions.len() as f64, stats[&1].region_count as f64, stats[&2].region_count as f64)
+    };
     let (ct, pd) = text(&format!("{}/metrics", c.pd_urls()[0])).await;
     assert_eq!(ct, "text/plain; version=0.0.4; charset=utf-8");
     assert!(pd.contains("# TYPE pd_regions_status gauge"));
     assert_eq!(metric(&pd, "pd_cluster_status{type=\"store_up_count\"}"), 6.0);
-    assert_eq!(metric(&pd, "pd_cluster_status{type=\"region_count\"}"), 3000.0);
-    assert_eq!(metric(&pd, "pd_cluster_status{type=\"leader_count\"}"), 1000.0);
+    assert_eq!(metric(&pd, "pd_cluster_status{type=\"region_count\"}"), 3.0 * regions);
+    assert_eq!(metric(&pd, "pd_cluster_status{type=\"leader_count\"}"), regions);
     assert_eq!(metric(&pd, "pd_regions_status{type=\"miss-peer-region-count\"}"), 0.0);
     assert_eq!(
         metric(&pd, "pd_scheduler_store_status{address=\"tikv-1:20160\",store=\"1\",type=\"region_count\"}"),
-        500.0
+        on_1
     );
     let (_, follower) = text(&format!("{}/metrics", c.pd_urls()[1])).await;
     assert!(!follower.contains("pd_cluster_status"), "only the leader collects cluster metrics");
@@ -179,7 +188,7 @@ async fn metrics_follow_the_simulation() {
     let status = get_json(&api(&c, "/store/2")).await;
     let (ct, tikv) = text(&format!("http://{}/metrics", c.status_addrs()[&2])).await;
     assert_eq!(ct, "text/plain; version=0.0.4; charset=utf-8");
-    assert_eq!(metric(&tikv, "tikv_raftstore_region_count{type=\"region\"}"), 500.0);
+    assert_eq!(metric(&tikv, "tikv_raftstore_region_count{type=\"region\"}"), on_2);
     assert_eq!(
         metric(&tikv, "tikv_raftstore_region_count{type=\"leader\"}"),
         status["status"]["leader_count"].as_f64().unwrap()
@@ -193,8 +202,9 @@ async fn metrics_follow_the_simulation() {
     assert_eq!(metric(&pd, "pd_cluster_status{type=\"store_disconnected_count\"}"), 1.0);
     c.step(11 * 60_000);
     let (_, pd) = text(&format!("{}/metrics", c.pd_urls()[0])).await;
+    let on_1 = c.sim().regions.iter().filter(|r| r.peers.iter().any(|p| p.store_id == 1)).count() as f64;
     assert_eq!(metric(&pd, "pd_cluster_status{type=\"store_unhealthy_count\"}"), 1.0);
-    assert_eq!(metric(&pd, "pd_regions_status{type=\"down-peer-region-count\"}"), 500.0);
+    assert_eq!(metric(&pd, "pd_regions_status{type=\"down-peer-region-count\"}"), on_1);
     c.shutdown().await;
 }
 
@@ -202,8 +212,11 @@ async fn metrics_follow_the_simulation() {
 async fn hot_write_region_shows_in_hotspots() {
     let c = start().await;
     let (region, leader) = {
-        let sim = c.sim();
-        let r = &sim.regions[42];
+        let mut sim = c.sim();
+        let r = &mut sim.regions[42];
+        // A small region, so that four minutes of 32 MiB/s do not grow it past the split size.
+        r.approximate_size = 8;
+        r.approximate_keys = 80_000;
         (r.id, r.leader_store().unwrap())
     };
     c.sim().set_write_rate(region, 32 << 20).unwrap();

@@ -1,13 +1,17 @@
-//! Prometheus text exposition of the state-derived metric families: PD's `pd_regions_status`,
-//! `pd_cluster_status` and `pd_scheduler_store_status` (`pkg/statistics/metrics.go`,
-//! `pkg/statistics/store_collection.go`), and TiKV's `tikv_store_size_bytes`,
-//! `tikv_raftstore_region_count` and `tikv_engine_size_bytes`.
+//! Prometheus text exposition (format 0.0.4). PD: `pd_regions_status`, `pd_cluster_status` and
+//! `pd_scheduler_store_status` (`pkg/statistics/metrics.go`, `pkg/statistics/store_collection.go`),
+//! derived from the state, and the `pd_schedule_operators_count` counter. TiKV: the gauges
+//! `tikv_store_size_bytes`, `tikv_raftstore_region_count` and `tikv_engine_size_bytes`, and the
+//! counters accumulated per tick in [`crate::stats`]: the `tikv_grpc_msg_duration_seconds` histogram,
+//! `tikv_grpc_msg_fail_total`, `tikv_scheduler_too_busy_total`, `tikv_storage_command_total` and
+//! `process_cpu_seconds_total`.
 
 use std::fmt::Write;
 
 use crate::checks::{CHECKS, region_matches};
 use crate::model::StoreState;
-use crate::sim::{MIB, STORE_DISCONNECT_MS, Simulation};
+use crate::sim::{MIB, STORE_DISCONNECT_MS, Simulation, StoreStats};
+use crate::stats::{BUSY_COMMANDS, GRPC_TYPES, STORAGE_COMMANDS, StoreCounters, duration_buckets};
 
 /// Content type of Prometheus' text format, as Go's `promhttp` and TiKV send it.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -135,13 +139,18 @@ pub fn pd_metrics(sim: &Simulation, is_leader: bool) -> String {
             );
         }
     }
+
+    header(&mut out, "pd_schedule_operators_count", "Counter of schedule operators.", "counter");
+    for ((desc, event), count) in sim.telemetry.operator_counts() {
+        let _ = writeln!(out, "pd_schedule_operators_count{{event=\"{event}\",type=\"{desc}\"}} {count}");
+    }
     out
 }
 
 /// TiKV's metrics text for store `store_id`, or `None` if there is no such store.
 pub fn tikv_metrics(sim: &Simulation, store_id: u64) -> Option<String> {
     let store = sim.store(store_id)?;
-    let stats = sim.store_stats().get(&store_id).copied().unwrap_or_default();
+    let stats = store_region_stats(sim, store_id);
     let used = sim.used_bytes(store, &stats);
     let mut out = String::new();
     header(&mut out, "tikv_store_size_bytes", "Size of storage.", "gauge");
@@ -152,10 +161,53 @@ pub fn tikv_metrics(sim: &Simulation, store_id: u64) -> Option<String> {
     let _ = writeln!(out, "tikv_raftstore_region_count{{type=\"leader\"}} {}", stats.leader_count);
     let _ = writeln!(out, "tikv_raftstore_region_count{{type=\"region\"}} {}", stats.region_count);
     header(&mut out, "tikv_engine_size_bytes", "Sizes of each column families", "gauge");
-    // Region data lives mostly in the default and write column families.
+    // Region data lives mostly in the default and write column families; the Raft log is small.
     let data = stats.region_size * MIB;
     let _ = writeln!(out, "tikv_engine_size_bytes{{db=\"kv\",type=\"default\"}} {}", data * 7 / 10);
     let _ = writeln!(out, "tikv_engine_size_bytes{{db=\"kv\",type=\"lock\"}} {}", data / 100);
     let _ = writeln!(out, "tikv_engine_size_bytes{{db=\"kv\",type=\"write\"}} {}", data - data * 7 / 10 - data / 100);
+    let _ = writeln!(out, "tikv_engine_size_bytes{{db=\"raft\",type=\"default\"}} {}", store.base_used / 4);
+
+    let empty = StoreCounters::default();
+    let c = sim.telemetry.counters(store_id).unwrap_or(&empty);
+    header(&mut out, "tikv_grpc_msg_duration_seconds", "Bucketed histogram of grpc server messages", "histogram");
+    let bounds = duration_buckets();
+    for (t, h) in GRPC_TYPES.iter().zip(&c.grpc) {
+        for (le, v) in bounds.iter().zip(h.cumulative()) {
+            let _ = writeln!(out, "tikv_grpc_msg_duration_seconds_bucket{{type=\"{}\",le=\"{le}\"}} {v}", t.name);
+        }
+        let _ = writeln!(out, "tikv_grpc_msg_duration_seconds_bucket{{type=\"{}\",le=\"+Inf\"}} {}", t.name, h.count());
+        let _ = writeln!(out, "tikv_grpc_msg_duration_seconds_sum{{type=\"{}\"}} {}", t.name, h.sum());
+        let _ = writeln!(out, "tikv_grpc_msg_duration_seconds_count{{type=\"{}\"}} {}", t.name, h.count());
+    }
+    header(&mut out, "tikv_grpc_msg_fail_total", "Total number of handle grpc message failure", "counter");
+    for (t, v) in GRPC_TYPES.iter().zip(c.grpc_fail) {
+        let _ = writeln!(out, "tikv_grpc_msg_fail_total{{type=\"{}\"}} {}", t.name, v.floor());
+    }
+    header(&mut out, "tikv_scheduler_too_busy_total", "Total count of scheduler too busy", "counter");
+    for ((name, _), v) in BUSY_COMMANDS.iter().zip(c.too_busy) {
+        let _ = writeln!(out, "tikv_scheduler_too_busy_total{{type=\"{name}\"}} {}", v.floor());
+    }
+    header(&mut out, "tikv_storage_command_total", "Total number of commands received.", "counter");
+    for ((name, _), v) in STORAGE_COMMANDS.iter().zip(c.commands) {
+        let _ = writeln!(out, "tikv_storage_command_total{{type=\"{name}\"}} {}", v.floor());
+    }
+    header(&mut out, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", "counter");
+    let _ = writeln!(out, "process_cpu_seconds_total {}", c.cpu_seconds);
     Some(out)
+}
+
+/// Region and leader counts and sizes of one store, in a single pass without a per-store map.
+fn store_region_stats(sim: &Simulation, store_id: u64) -> StoreStats {
+    let mut st = StoreStats::default();
+    for region in &sim.regions {
+        let Some(peer) = region.peers.iter().find(|p| p.store_id == store_id) else { continue };
+        st.region_count += 1;
+        st.region_size += region.approximate_size;
+        if region.leader == Some(peer.id) {
+            st.leader_count += 1;
+            st.leader_size += region.approximate_size;
+        }
+    }
+    st
 }

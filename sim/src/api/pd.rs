@@ -18,11 +18,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::Serialize;
 
-use super::render::{http_error, input_error, json, message, parse_id, query_pairs, region_json};
+use super::render::{go_json_syntax_error, http_error, input_error, json, message, parse_id, query_pairs, region_json};
 use super::views::{self, MemberView, RegionView, RegionsView, StoresView, store_info};
 use crate::model::{Label, PeerRole, Region, Scheduler, StoreState};
+use crate::region_ops::decode_hex;
 use crate::sim::{MissingRegionReply, Simulation, StoreOpError};
-use crate::units::{GoFloat, format_rfc3339_ns};
+use crate::units::{GoFloat, format_duration_ms, format_rfc3339_ns};
 
 /// Shared simulation state.
 pub type SharedSim = Arc<Mutex<Simulation>>;
@@ -64,6 +65,7 @@ pub fn router(sim: SharedSim, member: usize) -> Router {
         .route("/store/{id}/weight", post(store_weight))
         .route("/store/{id}/limit", post(store_limit))
         .route("/stores/limit", get(stores_limit))
+        .route("/stores/progress", get(stores_progress))
         .route("/regions/count", get(regions_count))
         .route("/region/id/{id}", get(region_by_id))
         .route("/region/key/{key}", get(region_by_key))
@@ -72,6 +74,8 @@ pub fn router(sim: SharedSim, member: usize) -> Router {
         .route("/regions/store/{id}", get(regions_of_store))
         .route("/regions/{order}", get(regions_top))
         .route("/regions/check/{kind}", get(regions_check))
+        .route("/regions/scatter", post(regions_scatter))
+        .route("/regions/split", post(regions_split))
         .route("/config", get(config).post(config_update))
         .route("/hotspot/regions/write", get(hot_write))
         .route("/hotspot/regions/read", get(hot_read))
@@ -81,6 +85,7 @@ pub fn router(sim: SharedSim, member: usize) -> Router {
         .route("/schedulers/{name}", delete(schedulers_remove).post(schedulers_pause))
         .route("/scheduler-config/evict-leader-scheduler/list", get(evict_leader_config))
         .route("/operators", get(operators).post(operators_add).delete(operators_cancel_all))
+        .route("/operators/records", get(operator_records))
         .route("/operators/{id}", get(operator_get).delete(operator_cancel));
     Router::new()
         .nest(PREFIX, api)
@@ -251,9 +256,7 @@ async fn stores(State(ctx): State<MemberCtx>, RawQuery(query): RawQuery) -> Resp
         if k == "state" {
             match v.parse::<i32>() {
                 Ok(n) => wanted.push(n),
-                Err(_) => {
-                    return input_error(&format!("strconv.Atoi: parsing {}: invalid syntax", quote(&v)));
-                }
+                Err(_) => return message(StatusCode::BAD_REQUEST, &atoi_error(&v)),
             }
         }
     }
@@ -357,9 +360,17 @@ async fn store_state(State(ctx): State<MemberCtx>, Path(id): Path<String>, RawQu
     }
 }
 
-/// Parses a JSON object body; the error is the text for PD's `400` errcode reply.
+/// Parses a JSON object body as PD's `json.Unmarshal` into `map[string]interface{}` does: `null` is
+/// an empty map; the error is Go's text for PD's `400` errcode reply.
 fn object_body(body: &[u8]) -> Result<serde_json::Map<String, serde_json::Value>, String> {
-    serde_json::from_slice(body).map_err(|e| e.to_string())
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(serde_json::Value::Null) => Ok(serde_json::Map::new()),
+        Ok(other) => {
+            Err(format!("json: cannot unmarshal {} into Go value of type map[string]interface {{}}", json_kind(&other)))
+        }
+        Err(e) => Err(go_json_syntax_error(body).unwrap_or_else(|| e.to_string())),
+    }
 }
 
 /// `POST /store/{id}/label[?force=true]`: merges the labels, or replaces them all with `force`.
@@ -509,9 +520,10 @@ async fn regions_count(State(ctx): State<MemberCtx>) -> Response {
 }
 
 async fn region_by_id(State(ctx): State<MemberCtx>, Path(id): Path<String>) -> Response {
+    // PD's region handler writes the strconv error as a JSON string, not the errcode form.
     let id = match parse_id(&id) {
         Ok(id) => id,
-        Err(msg) => return input_error(&msg),
+        Err(msg) => return message(StatusCode::BAD_REQUEST, &msg),
     };
     let sim = ctx.lock();
     match sim.region(id) {
@@ -530,24 +542,9 @@ fn missing_region(sim: &Simulation, what: &str) -> Response {
     }
 }
 
-/// A key from a path or query: raw bytes, or hex with `format=hex`.
+/// A key from a path or query: raw bytes, or hex with `format=hex` (Go's `hex.DecodeString` errors).
 fn decode_key(text: &str, hex: bool) -> Result<Vec<u8>, String> {
-    if !hex {
-        return Ok(text.as_bytes().to_vec());
-    }
-    let bytes = text.as_bytes();
-    if !bytes.len().is_multiple_of(2) {
-        return Err("encoding/hex: odd length hex string".into());
-    }
-    bytes
-        .chunks(2)
-        .map(|pair| {
-            std::str::from_utf8(pair)
-                .ok()
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| format!("encoding/hex: invalid byte: U+{:04X}", pair[0]))
-        })
-        .collect()
+    if hex { decode_hex(text) } else { Ok(text.as_bytes().to_vec()) }
 }
 
 fn regions_reply<'a>(regions: impl Iterator<Item = &'a Region>) -> Response {
@@ -576,16 +573,32 @@ async fn region_by_key(State(ctx): State<MemberCtx>, Path(key): Path<String>, Ra
 }
 
 /// Default and maximum `limit` of region scans and top-N lists.
-const DEFAULT_REGION_LIMIT: usize = 16;
-const MAX_REGION_LIMIT: usize = 10240;
+const DEFAULT_REGION_LIMIT: i64 = 16;
+const MAX_REGION_LIMIT: i64 = 10240;
 
-fn parse_limit(pairs: &[(String, String)]) -> Result<usize, Box<Response>> {
+/// PD's `AdjustLimit`: `strconv.Atoi`, default 16, capped at 10240; zero or negative is kept (a scan
+/// then has no limit and a top-N list is empty).
+fn parse_limit(pairs: &[(String, String)]) -> Result<i64, Box<Response>> {
     match pairs.iter().find(|(k, _)| k == "limit") {
         None => Ok(DEFAULT_REGION_LIMIT),
-        Some((_, v)) => v.parse::<usize>().map(|l| l.min(MAX_REGION_LIMIT)).map_err(|_| {
-            Box::new(message(StatusCode::BAD_REQUEST, &format!("strconv.Atoi: parsing {}: invalid syntax", quote(v))))
-        }),
+        Some((_, v)) if v.is_empty() => Ok(DEFAULT_REGION_LIMIT),
+        Some((_, v)) => parse_atoi(v)
+            .map(|l| l.min(MAX_REGION_LIMIT))
+            .map_err(|msg| Box::new(message(StatusCode::BAD_REQUEST, &msg))),
     }
+}
+
+/// Go's `strconv.Atoi` on 64-bit: the value or Go's error text.
+fn parse_atoi(text: &str) -> Result<i64, String> {
+    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(atoi_error(text));
+    }
+    text.parse::<i64>().map_err(|_| format!("strconv.Atoi: parsing {}: value out of range", quote(text)))
+}
+
+fn atoi_error(text: &str) -> String {
+    format!("strconv.Atoi: parsing {}: invalid syntax", quote(text))
 }
 
 /// `GET /regions/key?key=&end_key=&limit=[&format=hex]`: regions from `key` on, up to `end_key`.
@@ -606,15 +619,16 @@ async fn regions_scan(State(ctx): State<MemberCtx>, RawQuery(query): RawQuery) -
     let list = sim.regions[first..]
         .iter()
         .take_while(|r| end.is_empty() || r.start_key.as_slice() < end.as_slice())
-        .take(if limit == 0 { MAX_REGION_LIMIT } else { limit });
+        .take(if limit <= 0 { usize::MAX } else { limit as usize });
     regions_reply(list)
 }
 
 /// `GET /regions/store/{id}[?type=leader|follower|learner|pending]`.
 async fn regions_of_store(State(ctx): State<MemberCtx>, Path(id): Path<String>, RawQuery(query): RawQuery) -> Response {
-    let id = match parse_id(&id) {
-        Ok(id) => id,
-        Err(msg) => return input_error(&msg),
+    // PD parses this id with strconv.Atoi and answers errors as a JSON string.
+    let id = match parse_atoi(&id) {
+        Ok(id) => id as u64,
+        Err(msg) => return message(StatusCode::BAD_REQUEST, &msg),
     };
     let kind = query_pairs(query.as_deref()).into_iter().find(|(k, _)| k == "type").map(|(_, v)| v);
     let sim = ctx.lock();
@@ -648,9 +662,18 @@ async fn regions_top(State(ctx): State<MemberCtx>, Path(order): Path<String>, Ra
         Err(resp) => return *resp,
     };
     let sim = ctx.lock();
+    let limit = limit.max(0) as usize;
+    if limit == 0 {
+        return regions_reply(std::iter::empty());
+    }
+    // Partial selection keeps a top-N request O(regions) rather than a full sort.
     let mut list: Vec<&Region> = sim.regions.iter().collect();
+    if limit < list.len() {
+        list.select_nth_unstable_by_key(limit - 1, |r| std::cmp::Reverse(key(r)));
+        list.truncate(limit);
+    }
     list.sort_by_key(|r| std::cmp::Reverse(key(r)));
-    regions_reply(list.into_iter().take(limit))
+    regions_reply(list.into_iter())
 }
 
 async fn regions_check(State(ctx): State<MemberCtx>, Path(kind): Path<String>) -> Response {
@@ -867,70 +890,350 @@ async fn evict_leader_config(State(ctx): State<MemberCtx>) -> Response {
     json(StatusCode::OK, &EvictLeaderConfig { store_id_ranges, batch: 3 })
 }
 
-/// `GET /operators[?kind=…]`: operator descriptions as strings; `[]` when empty, `null` with `?kind=`.
+/// `GET /operators[?kind=…]`: operator descriptions as strings; `[]` when empty. With `kind`, PD
+/// appends the operators of each kind in turn (`admin`, `leader`, `region`, `waiting`; others are
+/// ignored), so an operator of two listed kinds appears twice, and an empty result is `null`.
 async fn operators(State(ctx): State<MemberCtx>, RawQuery(query): RawQuery) -> Response {
     let kinds: Vec<String> =
         query_pairs(query.as_deref()).into_iter().filter(|(k, _)| k == "kind").map(|(_, v)| v).collect();
     let sim = ctx.lock();
-    let list: Vec<String> = sim
-        .operators
-        .iter()
-        .filter(|op| kinds.is_empty() || kinds.iter().any(|k| op.has_kind(k)))
-        .map(|op| op.describe(&sim))
-        .collect();
-    if list.is_empty() && !kinds.is_empty() {
+    if kinds.is_empty() {
+        let list: Vec<String> = sim.operators.iter().map(|op| op.describe(&sim)).collect();
+        return json(StatusCode::OK, &list);
+    }
+    let mut list: Vec<String> = Vec::new();
+    for kind in &kinds {
+        // The simulator queues no operator, so `waiting` is always empty.
+        if matches!(kind.as_str(), "admin" | "leader" | "region") {
+            list.extend(sim.operators.iter().filter(|op| op.has_kind(kind)).map(|op| op.describe(&sim)));
+        }
+    }
+    if list.is_empty() {
         return json(StatusCode::OK, &serde_json::Value::Null);
     }
     json(StatusCode::OK, &list)
 }
 
-/// Operators the simulator recognises but does not run.
-const UNSIMULATED_OPERATORS: [&str; 4] = ["transfer-region", "merge-region", "split-region", "scatter-region"];
+/// A JSON number field as PD reads it (`input[key].(float64)`).
+fn number_field(input: &serde_json::Map<String, serde_json::Value>, key: &str) -> Option<u64> {
+    input.get(key).and_then(|v| v.as_f64()).map(|v| v as u64)
+}
 
-/// `POST /operators`: admin operators (`server/api/operator.go`).
+/// `POST /operators`: admin operators (`server/api/operator.go`, `HandleOperatorCreation`), with PD's
+/// error texts: `400` for malformed requests, `500` when the operator cannot be created.
 async fn operators_add(State(ctx): State<MemberCtx>, body: Bytes) -> Response {
     let input = match object_body(&body) {
         Ok(v) => v,
         Err(msg) => return input_error(&msg),
     };
+    let bad = |text: &str| message(StatusCode::BAD_REQUEST, text);
     let Some(name) = input.get("name").and_then(|v| v.as_str()) else {
-        return message(StatusCode::BAD_REQUEST, "missing operator name");
+        return bad("missing operator name");
     };
-    let number = |key: &str| input.get(key).and_then(|v| v.as_f64()).map(|v| v as u64);
-    let known = ["transfer-leader", "transfer-peer", "add-peer", "add-learner", "remove-peer"];
-    if UNSIMULATED_OPERATORS.contains(&name) {
-        return message(StatusCode::INTERNAL_SERVER_ERROR, &format!("operator {name} is not simulated"));
-    }
-    if !known.contains(&name) {
-        return message(StatusCode::BAD_REQUEST, "unknown operator");
-    }
-    let Some(region_id) = number("region_id") else {
-        return message(StatusCode::BAD_REQUEST, "missing region id");
-    };
+    let number = |key: &str| number_field(&input, key);
     let mut sim = ctx.lock();
     let result = match name {
-        "transfer-leader" => match number("to_store_id") {
-            Some(to) => sim.admin_transfer_leader(region_id, to),
-            None => return message(StatusCode::BAD_REQUEST, "invalid store id to transfer leader to"),
-        },
-        "transfer-peer" => match (number("from_store_id"), number("to_store_id")) {
-            (Some(from), Some(to)) => sim.admin_transfer_peer(region_id, from, to),
-            (None, _) => return message(StatusCode::BAD_REQUEST, "invalid store id to transfer peer from"),
-            (_, None) => return message(StatusCode::BAD_REQUEST, "invalid store id to transfer peer to"),
-        },
-        "add-peer" | "add-learner" => match number("store_id") {
-            Some(store) => sim.admin_add_peer(region_id, store, name == "add-learner"),
-            None => return message(StatusCode::BAD_REQUEST, "invalid store id to add peer"),
-        },
-        _ => match number("store_id") {
-            Some(store) => sim.admin_remove_peer(region_id, store),
-            None => return message(StatusCode::BAD_REQUEST, "invalid store id to remove peer"),
-        },
+        "transfer-leader" => {
+            let Some(region_id) = number("region_id") else { return bad("missing region id") };
+            let Some(to) = number("to_store_id") else { return bad("missing store id to transfer leader to") };
+            sim.admin_transfer_leader(region_id, to)
+        }
+        "transfer-region" => {
+            let Some(region_id) = number("region_id") else { return bad("missing region id") };
+            let Some(ids) = input.get("to_store_ids").and_then(|v| v.as_array()) else {
+                return bad("invalid store ids to transfer region to");
+            };
+            let Some(ids) = ids.iter().map(|v| v.as_f64().map(|f| f as u64)).collect::<Option<Vec<u64>>>() else {
+                return bad("invalid store ids to transfer region to");
+            };
+            if ids.is_empty() {
+                return bad("missing store ids to transfer region to");
+            }
+            // Roles count only when there is one per store, as in PD's parseStoreIDsAndPeerRole.
+            let roles: Vec<String> = match input.get("peer_roles").and_then(|v| v.as_array()) {
+                Some(r) if r.len() == ids.len() => r.iter().map(|v| v.as_str().unwrap_or("").to_string()).collect(),
+                _ => vec![String::new(); ids.len()],
+            };
+            let mut stores: Vec<(u64, String)> = Vec::new();
+            for (id, role) in ids.into_iter().zip(roles) {
+                // A repeated store keeps its last role, as PD's map does.
+                match stores.iter_mut().find(|(s, _)| *s == id) {
+                    Some(entry) => entry.1 = role,
+                    None => stores.push((id, role)),
+                }
+            }
+            sim.admin_transfer_region(region_id, &stores)
+        }
+        "transfer-peer" => {
+            let Some(region_id) = number("region_id") else { return bad("missing region id") };
+            let Some(from) = number("from_store_id") else { return bad("invalid store id to transfer peer from") };
+            let Some(to) = number("to_store_id") else { return bad("invalid store id to transfer peer to") };
+            sim.admin_transfer_peer(region_id, from, to)
+        }
+        "add-peer" | "add-learner" => {
+            let Some(region_id) = number("region_id") else { return bad("missing region id") };
+            let Some(store) = number("store_id") else { return bad("invalid store id to transfer peer to") };
+            sim.admin_add_peer(region_id, store, name == "add-learner")
+        }
+        "remove-peer" => {
+            let Some(region_id) = number("region_id") else { return bad("missing region id") };
+            let Some(store) = number("store_id") else { return bad("invalid store id to transfer peer to") };
+            sim.admin_remove_peer(region_id, store)
+        }
+        "merge-region" => {
+            let Some(source) = number("source_region_id") else { return bad("missing region id") };
+            let Some(target) = number("target_region_id") else { return bad("invalid target region id to merge to") };
+            sim.admin_merge_region(source, target)
+        }
+        "split-region" => {
+            let Some(region_id) = number("region_id") else { return bad("missing region id") };
+            let Some(policy) = input.get("policy").and_then(|v| v.as_str()) else {
+                return bad("missing split policy");
+            };
+            let mut keys = Vec::new();
+            if let Some(list) = input.get("keys") {
+                let Some(list) = list.as_array() else { return bad("bad format keys") };
+                for key in list {
+                    let Some(key) = key.as_str() else { return bad("bad format keys") };
+                    keys.push(key.to_string());
+                }
+            }
+            sim.admin_split_region(region_id, policy, &keys)
+        }
+        "scatter-region" => {
+            let Some(region_id) = number("region_id") else { return bad("missing region id") };
+            sim.admin_scatter_region(region_id)
+        }
+        "scatter-regions" => {
+            let start = input.get("start_key").and_then(|v| v.as_str()).unwrap_or("");
+            let end = input.get("end_key").and_then(|v| v.as_str()).unwrap_or("");
+            let Some(ids) = uint64_slice(input.get("region_ids")) else { return bad("region_ids is invalid") };
+            let (percentage, error) = if !start.is_empty() && !end.is_empty() {
+                match (decode_hex(start), decode_hex(end)) {
+                    (Ok(s), Ok(e)) => {
+                        let ids = sim.region_ids_in_range(&s, &e);
+                        (scatter_percentage(sim.scatter_regions(&ids)), String::new())
+                    }
+                    (Err(msg), _) | (_, Err(msg)) => (0, msg),
+                }
+            } else {
+                (scatter_percentage(sim.scatter_regions(&ids)), String::new())
+            };
+            return json(StatusCode::OK, &ScatterOpView { processed_percentage: percentage, error });
+        }
+        _ => return bad("unknown operator"),
     };
     match result {
         Ok(()) => message(StatusCode::OK, "The operator is created."),
         Err(e) => message(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
+}
+
+#[derive(Serialize)]
+struct ScatterOpView {
+    #[serde(rename = "processed-percentage")]
+    processed_percentage: u64,
+    error: String,
+}
+
+/// PD's `typeutil.JSONToUint64Slice`: an array of JSON numbers.
+fn uint64_slice(value: Option<&serde_json::Value>) -> Option<Vec<u64>> {
+    value?.as_array()?.iter().map(|v| v.as_f64().map(|f| f as u64)).collect()
+}
+
+/// PD's processed percentage: `100 - 100*failures/(ops+failures)`.
+fn scatter_percentage((ops, failures): (usize, usize)) -> u64 {
+    if failures == 0 { 100 } else { (100 - 100 * failures / (ops + failures)) as u64 }
+}
+
+#[derive(Serialize)]
+struct ScatterView {
+    #[serde(rename = "processed-percentage")]
+    processed_percentage: u64,
+}
+
+/// `POST /regions/scatter`: `{"regions_id":[…]}` or `{"start_key":hex,"end_key":hex}`.
+async fn regions_scatter(State(ctx): State<MemberCtx>, body: Bytes) -> Response {
+    let input = match object_body(&body) {
+        Ok(v) => v,
+        Err(msg) => return input_error(&msg),
+    };
+    let start = input.get("start_key").and_then(|v| v.as_str());
+    let end = input.get("end_key").and_then(|v| v.as_str());
+    let mut sim = ctx.lock();
+    let ids = match (start, end) {
+        (Some(start), Some(end)) => {
+            let (s, e) = match (decode_hex(start), decode_hex(end)) {
+                (Ok(s), Ok(e)) => (s, e),
+                (Err(msg), _) | (_, Err(msg)) => return message(StatusCode::INTERNAL_SERVER_ERROR, &msg),
+            };
+            let ids = sim.region_ids_in_range(&s, &e);
+            if ids.is_empty() {
+                return message(StatusCode::INTERNAL_SERVER_ERROR, "empty region");
+            }
+            ids
+        }
+        _ => match uint64_slice(input.get("regions_id")) {
+            Some(ids) => ids,
+            None => return message(StatusCode::INTERNAL_SERVER_ERROR, "regions_id is invalid"),
+        },
+    };
+    let outcome = sim.scatter_regions(&ids);
+    json(StatusCode::OK, &ScatterView { processed_percentage: scatter_percentage(outcome) })
+}
+
+#[derive(Serialize)]
+struct SplitView {
+    #[serde(rename = "processed-percentage")]
+    processed_percentage: u64,
+    #[serde(rename = "regions-id")]
+    regions_id: Option<Vec<u64>>,
+}
+
+/// `POST /regions/split`: `{"split_keys":[hex…],"retry_limit":5}`; splits at once.
+async fn regions_split(State(ctx): State<MemberCtx>, body: Bytes) -> Response {
+    let input = match object_body(&body) {
+        Ok(v) => v,
+        Err(msg) => return input_error(&msg),
+    };
+    let Some(raw) = input.get("split_keys") else {
+        return message(StatusCode::BAD_REQUEST, "split_keys should be provided.");
+    };
+    // PD type-asserts the list and its items; anything else is a request it cannot read.
+    let Some(raw) = raw.as_array() else {
+        return message(StatusCode::BAD_REQUEST, "split_keys should be provided.");
+    };
+    if raw.is_empty() {
+        return message(StatusCode::BAD_REQUEST, "empty split keys.");
+    }
+    let mut keys = Vec::with_capacity(raw.len());
+    for key in raw {
+        let Some(text) = key.as_str() else {
+            return message(StatusCode::BAD_REQUEST, "split_keys should be provided.");
+        };
+        match decode_hex(text) {
+            Ok(k) => keys.push(k),
+            Err(msg) => return message(StatusCode::INTERNAL_SERVER_ERROR, &msg),
+        }
+    }
+    let (percentage, ids) = ctx.lock().split_at_keys(&keys);
+    // Go marshals an empty slice it never appended to as null.
+    let regions_id = (!ids.is_empty()).then_some(ids);
+    json(StatusCode::OK, &SplitView { processed_percentage: percentage, regions_id })
+}
+
+/// Go's `time.Time.String()` for a UTC time: `2026-05-28 20:26:40.5 +0000 UTC`.
+fn go_time(unix_ns: u128) -> String {
+    let rfc = format_rfc3339_ns(unix_ns);
+    let trimmed = rfc.trim_end_matches('Z').replacen('T', " ", 1);
+    format!("{trimmed} +0000 UTC")
+}
+
+/// `GET /operators/records?from=<unix seconds>`: operators finished since then, PD's `OpRecord`
+/// strings; none is `500 operator not found`.
+async fn operator_records(State(ctx): State<MemberCtx>, RawQuery(query): RawQuery) -> Response {
+    let mut from_secs: i64 = i64::MIN;
+    if let Some((_, v)) = query_pairs(query.as_deref()).into_iter().find(|(k, _)| k == "from") {
+        match v.parse::<i64>() {
+            Ok(n) if !v.starts_with('+') => from_secs = n,
+            _ => {
+                let digits = v.strip_prefix('-').unwrap_or(&v);
+                let reason = if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                    "value out of range"
+                } else {
+                    "invalid syntax"
+                };
+                return message(StatusCode::BAD_REQUEST, &format!("strconv.ParseInt: parsing {}: {reason}", quote(&v)));
+            }
+        }
+    }
+    let sim = ctx.lock();
+    let mut finished: Vec<&crate::operator::Operator> = sim
+        .finished_operators
+        .iter()
+        .filter(|op| {
+            let at = op.finished_at_ms.unwrap_or(0);
+            ((sim.start_unix_ms + at) / 1000) as i64 >= from_secs
+        })
+        .collect();
+    if finished.is_empty() {
+        return message(StatusCode::INTERNAL_SERVER_ERROR, OPERATOR_NOT_FOUND);
+    }
+    finished.sort_by_key(|op| op.finished_at_ms);
+    let list: Vec<String> = finished
+        .iter()
+        .map(|op| {
+            let at = op.finished_at_ms.unwrap_or(0);
+            format!(
+                "{} (finishAt:{}, duration:{})",
+                op.describe(&sim),
+                go_time(sim.unix_ns(at)),
+                format_duration_ms(at.saturating_sub(op.created_at_ms))
+            )
+        })
+        .collect();
+    json(StatusCode::OK, &list)
+}
+
+/// A float as Go's `encoding/json` writes it: exponent form below 1e-6 and from 1e21.
+fn go_float(v: f64) -> String {
+    let abs = v.abs();
+    if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
+        let sci = format!("{v:e}");
+        let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+        let exp: i32 = exp.parse().unwrap_or(0);
+        return if exp < 0 { format!("{mantissa}e-{}", -exp) } else { format!("{mantissa}e+{exp:02}") };
+    }
+    format!("{v}")
+}
+
+/// `GET /stores/progress?id=N` (or `?action=removing`): `{"action","store_id","progress",
+/// "current_speed","left_seconds"}`, written by hand because a standing-still removal reports
+/// `left_seconds` as Go's `math.MaxFloat64`, which only Go's float format spells `1.7976931348623157e+308`.
+async fn stores_progress(State(ctx): State<MemberCtx>, RawQuery(query): RawQuery) -> Response {
+    let pairs = query_pairs(query.as_deref());
+    let get = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).filter(|v| !v.is_empty());
+    let render = |store_id: Option<u64>, p: crate::stats::StoreProgress| {
+        let mut body = format!("{{\n  \"action\": {},\n", quote(p.action));
+        if let Some(id) = store_id {
+            body.push_str(&format!("  \"store_id\": {id},\n"));
+        }
+        body.push_str(&format!(
+            "  \"progress\": {},\n  \"current_speed\": {},\n  \"left_seconds\": {}\n}}\n",
+            go_float(p.progress),
+            go_float(p.current_speed),
+            go_float(p.left_seconds)
+        ));
+        let mut resp = (StatusCode::OK, body).into_response();
+        resp.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static(super::render::JSON_CONTENT_TYPE),
+        );
+        resp
+    };
+    if let Some(id) = get("id") {
+        let id = match parse_id(&id) {
+            Ok(id) => id,
+            Err(msg) => return input_error(&msg),
+        };
+        return match ctx.lock().store_progress(id) {
+            Some(p) => render(Some(id), p),
+            None => message(
+                StatusCode::NOT_FOUND,
+                &format!("[PD:cluster:ErrProgressNotFound]no progress found for the given store ID: {id}"),
+            ),
+        };
+    }
+    if let Some(action) = get("action") {
+        return match ctx.lock().action_progress(&action) {
+            Some(p) => render(None, p),
+            None => message(
+                StatusCode::NOT_FOUND,
+                &format!("[PD:cluster:ErrProgressNotFound]no progress found for the action: {action}"),
+            ),
+        };
+    }
+    message(StatusCode::BAD_REQUEST, "need query parameters")
 }
 
 /// `DELETE /operators`: cancels every running operator.
@@ -945,7 +1248,8 @@ const OPERATOR_NOT_FOUND: &str = "[PD:operator:ErrOperatorNotFound]operator not 
 async fn operator_get(State(ctx): State<MemberCtx>, Path(id): Path<String>) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,
-        Err(msg) => return input_error(&msg),
+        // PD's operator handler writes the strconv error as a JSON string.
+        Err(msg) => return message(StatusCode::BAD_REQUEST, &msg),
     };
     let sim = ctx.lock();
     match sim.operator_status(id) {
@@ -958,7 +1262,8 @@ async fn operator_get(State(ctx): State<MemberCtx>, Path(id): Path<String>) -> R
 async fn operator_cancel(State(ctx): State<MemberCtx>, Path(id): Path<String>) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,
-        Err(msg) => return input_error(&msg),
+        // PD's operator handler writes the strconv error as a JSON string.
+        Err(msg) => return message(StatusCode::BAD_REQUEST, &msg),
     };
     if ctx.lock().cancel_operator(id) {
         message(StatusCode::OK, "The pending operator is canceled.")

@@ -145,3 +145,224 @@ fn percent_decode(text: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// Go's `quoteChar` in `encoding/json`'s scanner errors: `'x'`, `'\''`, `'"'`, `'\n'`.
+fn go_quote_char(c: u8) -> String {
+    match c {
+        b'\'' => "'\\''".into(),
+        b'"' => "'\"'".into(),
+        _ => {
+            let quoted = go_quote(&char::from(c).to_string());
+            format!("'{}'", &quoted[1..quoted.len() - 1])
+        }
+    }
+}
+
+/// The error `json.Unmarshal` reports for a body that is not valid JSON, following the messages of
+/// Go's `encoding/json` scanner (`scanner.go`), e.g. `invalid character 'x' looking for beginning
+/// of value` or `unexpected end of JSON input`. Valid JSON gives `None`.
+pub fn go_json_syntax_error(body: &[u8]) -> Option<String> {
+    let mut scanner = GoScanner { data: body, pos: 0 };
+    match scanner.document() {
+        Ok(()) => None,
+        Err(ScanError::Eof) => Some("unexpected end of JSON input".into()),
+        Err(ScanError::Invalid(c, context)) => Some(format!("invalid character {} {context}", go_quote_char(c))),
+    }
+}
+
+enum ScanError {
+    Eof,
+    Invalid(u8, String),
+}
+
+struct GoScanner<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl GoScanner<'_> {
+    fn peek(&self) -> Result<u8, ScanError> {
+        self.data.get(self.pos).copied().ok_or(ScanError::Eof)
+    }
+
+    fn next(&mut self) -> Result<u8, ScanError> {
+        let c = self.peek()?;
+        self.pos += 1;
+        Ok(c)
+    }
+
+    fn skip_ws(&mut self) {
+        while matches!(self.data.get(self.pos), Some(b' ' | b'\t' | b'\r' | b'\n')) {
+            self.pos += 1;
+        }
+    }
+
+    fn invalid(c: u8, context: &str) -> ScanError {
+        ScanError::Invalid(c, context.to_string())
+    }
+
+    fn document(&mut self) -> Result<(), ScanError> {
+        self.skip_ws();
+        self.value()?;
+        self.skip_ws();
+        match self.data.get(self.pos) {
+            None => Ok(()),
+            Some(&c) => Err(Self::invalid(c, "after top-level value")),
+        }
+    }
+
+    fn value(&mut self) -> Result<(), ScanError> {
+        self.skip_ws();
+        match self.next()? {
+            b'{' => self.object(),
+            b'[' => self.array(),
+            b'"' => self.string(),
+            b'-' => {
+                let c = self.next()?;
+                if !c.is_ascii_digit() {
+                    return Err(Self::invalid(c, "in numeric literal"));
+                }
+                self.number_rest(c)
+            }
+            c @ b'0'..=b'9' => self.number_rest(c),
+            b't' => self.literal(b"rue", "true"),
+            b'f' => self.literal(b"alse", "false"),
+            b'n' => self.literal(b"ull", "null"),
+            c => Err(Self::invalid(c, "looking for beginning of value")),
+        }
+    }
+
+    fn literal(&mut self, rest: &[u8], word: &str) -> Result<(), ScanError> {
+        for &want in rest {
+            let c = self.next()?;
+            if c != want {
+                return Err(Self::invalid(c, &format!("in literal {word} (expecting {})", go_quote_char(want))));
+            }
+        }
+        Ok(())
+    }
+
+    fn number_rest(&mut self, first: u8) -> Result<(), ScanError> {
+        if first != b'0' {
+            while self.data.get(self.pos).is_some_and(u8::is_ascii_digit) {
+                self.pos += 1;
+            }
+        }
+        if self.data.get(self.pos) == Some(&b'.') {
+            self.pos += 1;
+            let c = self.next()?;
+            if !c.is_ascii_digit() {
+                return Err(Self::invalid(c, "after decimal point in numeric literal"));
+            }
+            while self.data.get(self.pos).is_some_and(u8::is_ascii_digit) {
+                self.pos += 1;
+            }
+        }
+        if matches!(self.data.get(self.pos), Some(b'e' | b'E')) {
+            self.pos += 1;
+            let mut c = self.next()?;
+            if c == b'+' || c == b'-' {
+                c = self.next()?;
+            }
+            if !c.is_ascii_digit() {
+                return Err(Self::invalid(c, "in exponent of numeric literal"));
+            }
+            while self.data.get(self.pos).is_some_and(u8::is_ascii_digit) {
+                self.pos += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn string(&mut self) -> Result<(), ScanError> {
+        loop {
+            match self.next()? {
+                b'"' => return Ok(()),
+                b'\\' => match self.next()? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                    b'u' => {
+                        for _ in 0..4 {
+                            let c = self.next()?;
+                            if !c.is_ascii_hexdigit() {
+                                return Err(Self::invalid(c, "in \\u hexadecimal character escape"));
+                            }
+                        }
+                    }
+                    c => return Err(Self::invalid(c, "in string escape code")),
+                },
+                c if c < 0x20 => return Err(Self::invalid(c, "in string literal")),
+                _ => {}
+            }
+        }
+    }
+
+    fn object(&mut self) -> Result<(), ScanError> {
+        self.skip_ws();
+        if self.peek()? == b'}' {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            self.skip_ws();
+            match self.next()? {
+                b'"' => self.string()?,
+                c => return Err(Self::invalid(c, "looking for beginning of object key string")),
+            }
+            self.skip_ws();
+            match self.next()? {
+                b':' => {}
+                c => return Err(Self::invalid(c, "after object key")),
+            }
+            self.value()?;
+            self.skip_ws();
+            match self.next()? {
+                b',' => {}
+                b'}' => return Ok(()),
+                c => return Err(Self::invalid(c, "after object key:value pair")),
+            }
+        }
+    }
+
+    fn array(&mut self) -> Result<(), ScanError> {
+        self.skip_ws();
+        if self.peek()? == b']' {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            self.value()?;
+            self.skip_ws();
+            match self.next()? {
+                b',' => {}
+                b']' => return Ok(()),
+                c => return Err(Self::invalid(c, "after array element")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::go_json_syntax_error as err;
+
+    #[test]
+    fn go_json_errors() {
+        assert_eq!(err(b"").as_deref(), Some("unexpected end of JSON input"));
+        assert_eq!(err(b"{").as_deref(), Some("unexpected end of JSON input"));
+        assert_eq!(err(b"x").as_deref(), Some("invalid character 'x' looking for beginning of value"));
+        assert_eq!(err(b"{x").as_deref(), Some("invalid character 'x' looking for beginning of object key string"));
+        assert_eq!(err(b"{\"a\" 1}").as_deref(), Some("invalid character '1' after object key"));
+        assert_eq!(err(b"{\"a\":1 2}").as_deref(), Some("invalid character '2' after object key:value pair"));
+        assert_eq!(err(b"[1 2]").as_deref(), Some("invalid character '2' after array element"));
+        assert_eq!(err(b"{} x").as_deref(), Some("invalid character 'x' after top-level value"));
+        assert_eq!(err(b"tru ").as_deref(), Some("invalid character ' ' in literal true (expecting 'e')"));
+        assert_eq!(
+            err(b"{'a':1}").as_deref(),
+            Some("invalid character '\\'' looking for beginning of object key string")
+        );
+        assert_eq!(err(b"-x").as_deref(), Some("invalid character 'x' in numeric literal"));
+        assert_eq!(err(b"{\"a\":1.}").as_deref(), Some("invalid character '}' after decimal point in numeric literal"));
+        assert_eq!(err(b"{\"a\":\"\n\"}").as_deref(), Some("invalid character '\\n' in string literal"));
+        assert_eq!(err(b"{\"a\":[1,{\"b\":null}],\"c\":-1.5e+3}"), None);
+    }
+}
