@@ -1,0 +1,151 @@
+//! The daemon end to end against the simulator: a leader skew becomes a ticket, the rules
+//! diagnose it and propose a transfer-leader, a human approves it through the CLI (which goes
+//! through the daemon's API), it executes, verifies, and the ticket resolves; the audit chain
+//! verifies after a clean stop.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn host(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_operator-host"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("OPERATOR_CONFIG")
+        .env("OPERATOR_LOG", "warn")
+        .output()
+        .expect("running operator-host")
+}
+
+fn json(data_dir: &Path, args: &[&str]) -> Value {
+    let out = host(data_dir, args);
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Polls `probe` every 500 ms until it returns `Some`, at most `secs` seconds.
+fn wait_for<T>(secs: u64, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(started.elapsed() < Duration::from_secs(secs), "timed out after {secs} s waiting for {what}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn leader_skew_is_detected_diagnosed_approved_executed_verified_and_resolved() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("operator.toml"),
+        r#"
+[api]
+listen = "127.0.0.1:0"
+[monitor]
+interval_ms = 1000
+settle_secs = 5
+[actions]
+tick_ms = 250
+entity_cooldown_secs = 0
+[actions.approval.overrides]
+transfer-leader = "required"
+[plugins.tikv.settings]
+"grace.leader-imbalance" = "0"
+"#,
+    )
+    .unwrap();
+    let mut daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_operator-host"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args([
+                "run",
+                "--sim",
+                "--sim-speed",
+                "10",
+                "--sim-stores",
+                "4",
+                "--sim-regions",
+                "120",
+                "--mode",
+                "execute",
+            ])
+            .env("OPERATOR_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(60, "the daemon's API", || dir.path().join("daemon.json").exists().then_some(()));
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(json(dir.path(), &["tickets", "list", "--json"]).as_array().unwrap().is_empty(), "healthy at start");
+
+    // Balance-leader stays paused for 60 simulated seconds (6 s here), then evens leaders out.
+    let fault = host(dir.path(), &["sim", "fault", "leader-skew", "1", "--hold-secs", "60"]);
+    assert!(fault.status.success(), "{}", String::from_utf8_lossy(&fault.stderr));
+
+    let ticket = wait_for(30, "a leader-imbalance ticket", || {
+        let list = json(dir.path(), &["tickets", "list", "--json"]);
+        list.as_array().unwrap().iter().find(|t| t["invariant"] == "leader-imbalance").cloned()
+    });
+    let ticket_id = ticket["id"].as_str().unwrap().to_owned();
+    let action = wait_for(30, "a transfer-leader proposal awaiting approval", || {
+        let list = json(dir.path(), &["actions", "list", "--status", "awaiting-approval", "--json"]);
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == "transfer-leader" && a["ticket"] == ticket_id.as_str())
+            .cloned()
+    });
+    let action_id = action["id"].as_str().unwrap().to_owned();
+    let shown = host(dir.path(), &["tickets", "show", &ticket_id]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("(S3)") && shown.contains("transfer-leader"), "{shown}");
+
+    let approve = host(dir.path(), &["actions", "approve", &action_id, "--reason", "checked the leader spread"]);
+    assert!(approve.status.success(), "{}", String::from_utf8_lossy(&approve.stderr));
+    let done = wait_for(30, "the action to complete and verify", || {
+        let a = json(dir.path(), &["actions", "show", &action_id, "--json"]);
+        (a["status"] == "completed" && a["verification"]["state"] == "verified").then_some(a)
+    });
+    assert_eq!(done["decision"]["reason"], "checked the leader spread");
+    wait_for(90, "the ticket to resolve", || {
+        let t = json(dir.path(), &["tickets", "show", &ticket_id, "--json"]);
+        (t["ticket"]["status"] == "resolved").then_some(())
+    });
+
+    // The API's metrics count it.
+    let info: Value = serde_json::from_slice(&std::fs::read(dir.path().join("daemon.json")).unwrap()).unwrap();
+    let url = format!("{}/metrics", info["api_url"].as_str().unwrap());
+    let metrics = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() });
+    assert!(metrics.contains("operator_actions"), "{metrics}");
+
+    // A clean stop, then the audit chain verifies.
+    unsafe_sigterm(daemon.0.id());
+    let status = daemon.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let verify = host(dir.path(), &["audit", "verify"]);
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+}
+
+/// Sends SIGTERM (the daemon's graceful stop) without a libc dependency.
+fn unsafe_sigterm(pid: u32) {
+    let status = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
+    assert!(status.success());
+}
