@@ -160,7 +160,7 @@ async fn transfer_leader_moves_the_leader_and_verifies() {
     // Checked right after the operator runs: balance-leader may undo a one-off move later.
     let verdict = t.verify_within("transfer-leader", &params, 200, 5_000).await;
     assert!(matches!(verdict, Verdict::Holds(_)), "{verdict:?}");
-    let reconciled = t.plugin.as_subject().unwrap().reconcile(&t.context, "transfer-leader", &params).await.unwrap();
+    let reconciled = t.plugin.as_subject().unwrap().reconcile(&t.context, "transfer-leader", &params, 0).await.unwrap();
     assert!(matches!(reconciled, Reconciliation::TookEffect(_)), "{reconciled:?}");
     t.sim.shutdown().await;
 }

@@ -427,7 +427,8 @@ impl Executor {
                 let params = params::from_stored(&entry.spec, &action.params).map_err(|p| anyhow!(p.join("; ")))?;
                 let s = entry.plugin.as_subject().context("subject")?;
                 let context = CallContext { ticket: action.ticket.clone() };
-                match s.reconcile(&context, &action.name, &params).await? {
+                let started = action.started_ms.last().copied().unwrap_or(action.created_ms);
+                match s.reconcile(&context, &action.name, &params, started).await? {
                     Reconciliation::TookEffect(m) => Recovery::TookEffect(m),
                     Reconciliation::NotApplied(m) => Recovery::NotApplied(m),
                     Reconciliation::Failed(m) => Recovery::Failed(m),

@@ -126,14 +126,17 @@ pub fn whoami() -> String {
 
 /// An executor over the data directory's store and the configured subject and tools plugins.
 pub async fn direct_executor(context: &Context) -> Result<(Arc<Executor>, AuditSink)> {
-    let (runtime, resolved, sink) = context.runtime()?;
+    let resolved = context.config()?;
+    // One handle on the database for everything: redb admits one per process.
+    let store = crate::store::Store::open(&context.data_dir)?;
+    let sink = AuditSink::spawn(crate::audit::AuditLog::new(store.clone())?);
+    let runtime = crate::runtime::Runtime::new(&context.data_dir, &resolved, sink.clone())?;
     let plugins = runtime.discover(&context.data_dir, &resolved);
     let subject_name = &resolved.config.subject;
     let subject = plugins.get(subject_name).cloned().ok_or_else(|| {
         anyhow!("the subject plugin `{subject_name}` is not loaded (see `operator-host plugins list`)")
     })?;
     let tools = (!resolved.config.tools.is_empty()).then(|| plugins.get(&resolved.config.tools).cloned()).flatten();
-    let store = crate::store::Store::open(&context.data_dir)?;
     let executor = Executor::new(
         subject,
         tools,

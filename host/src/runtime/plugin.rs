@@ -566,16 +566,18 @@ impl<'p> SubjectPlugin<'p> {
         export_call!(self, "verify", args, context, None, (&str, &[types::Param], &types::Observation) = (&action, &params, &observation) -> types::Verdict)
     }
 
-    /// `reconcile(action, params)`: did an interrupted execution take effect? (reads only)
+    /// `reconcile(action, params, started_at_ms)`: did an interrupted execution that started
+    /// then take effect? (reads only)
     pub async fn reconcile(
         &self,
         context: &CallContext,
         action: &str,
         params: &[types::Param],
+        started_at_ms: u64,
     ) -> Result<types::Reconciliation, CallError> {
-        let args = (action, digestible::params(params));
+        let args = (action, digestible::params(params), started_at_ms);
         let (action, params) = (action.to_owned(), params.to_vec());
-        export_call!(self, "reconcile", args, context, None, (&str, &[types::Param]) = (&action, &params) -> types::Reconciliation)
+        export_call!(self, "reconcile", args, context, None, (&str, &[types::Param], u64) = (&action, &params, started_at_ms) -> types::Reconciliation)
     }
 
     /// `query(name, params)`: a read-only question; returns JSON text.

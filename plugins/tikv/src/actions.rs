@@ -583,6 +583,8 @@ pub fn execute(action: &str, params: &[Param]) -> Result<ActionOutcome, ActionEr
 enum OperatorStatus {
     Running(String),
     Succeeded,
+    /// Finished successfully and created by an admin (a human or this operator), not PD.
+    SucceededAdmin(String),
     Ended(String),
     None,
 }
@@ -593,6 +595,7 @@ fn operator_status(region: u64) -> Result<OperatorStatus, PdError> {
             let status =
                 text.strip_prefix("status: ").and_then(|t| t.split(',').next()).unwrap_or("").trim().to_owned();
             Ok(match status.as_str() {
+                "SUCCESS" if text.contains("admin-") => OperatorStatus::SucceededAdmin(text),
                 "SUCCESS" => OperatorStatus::Succeeded,
                 "CREATED" | "STARTED" | "RUNNING" => OperatorStatus::Running(text),
                 _ => OperatorStatus::Ended(text),
@@ -689,7 +692,7 @@ fn verify_inner(action: &str, params: &[Param], snap: &Snapshot) -> Result<Verdi
         "split-region" | "scatter-region" => {
             let region_id = get_id(params, "region").map_err(err)?;
             match operator_status(region_id).map_err(|e| e.to_string())? {
-                OperatorStatus::Succeeded => {
+                OperatorStatus::Succeeded | OperatorStatus::SucceededAdmin(_) => {
                     Verdict::Holds(format!("PD finished the {action} operator on region {region_id}"))
                 }
                 OperatorStatus::Running(text) => not_yet(text),
@@ -770,15 +773,28 @@ fn verify_inner(action: &str, params: &[Param], snap: &Snapshot) -> Result<Verdi
     })
 }
 
-/// After a crash: did an action that was executing take effect? Reads PD afresh.
-pub fn reconcile(action: &str, params: &[Param]) -> Reconciliation {
-    match reconcile_inner(action, params) {
+/// After a crash: did an action that was executing (since `started_at_ms`) take effect? Reads
+/// PD afresh.
+pub fn reconcile(action: &str, params: &[Param], started_at_ms: u64) -> Reconciliation {
+    match reconcile_inner(action, params, started_at_ms) {
         Ok(r) => r,
         Err(e) => Reconciliation::Unknown(format!("PD could not be read to reconcile {action}: {e}")),
     }
 }
 
-fn reconcile_inner(action: &str, params: &[Param]) -> Result<Reconciliation, String> {
+/// Admin operators PD finished on `region` since `since_ms` (from `GET /operators/records`); they
+/// may have been undone since (balance-leader moves leaders back), so the current state alone
+/// cannot tell whether ours ran.
+fn admin_records(region: u64, since_ms: u64, kind: &str) -> Result<Vec<String>, String> {
+    // A little slack for clock differences between the host and PD.
+    let from = since_ms.saturating_sub(5_000) / 1000;
+    let records: Option<Vec<String>> =
+        pd::get(&format!("/pd/api/v1/operators/records?from={from}")).map_err(|e| e.to_string())?;
+    let needle = format!("region:{region}(");
+    Ok(records.unwrap_or_default().into_iter().filter(|r| r.contains(&needle) && r.contains(kind)).collect())
+}
+
+fn reconcile_inner(action: &str, params: &[Param], started_at_ms: u64) -> Result<Reconciliation, String> {
     let err = |e: ActionError| format!("{e:?}");
     let took = |t: String| Ok(Reconciliation::TookEffect(t));
     let not = |t: String| Ok(Reconciliation::NotApplied(t));
@@ -798,11 +814,15 @@ fn reconcile_inner(action: &str, params: &[Param]) -> Result<Reconciliation, Str
                     return took(format!("region {region_id} has a peer on store {to}"));
                 }
             }
+            let kind = format!("admin-{action}");
+            if let Some(record) = admin_records(region_id, started_at_ms, &kind)?.into_iter().next() {
+                return took(format!("PD finished it: {record}"));
+            }
             match operator_status(region_id).map_err(|e| e.to_string())? {
                 OperatorStatus::Running(text) => took(format!("PD runs it: {text}")),
-                OperatorStatus::Succeeded if action != "transfer-leader" && action != "transfer-peer" => {
-                    took(format!("PD finished an operator on region {region_id}"))
-                }
+                // An admin operator that finished recently on this region is ours (PD's own
+                // schedulers' operators are not `admin`): running it again would move twice.
+                OperatorStatus::SucceededAdmin(text) => took(format!("PD finished it: {text}")),
                 _ => not(format!("PD shows no sign of {action} on region {region_id}")),
             }
         }
@@ -863,7 +883,10 @@ fn reconcile_inner(action: &str, params: &[Param]) -> Result<Reconciliation, Str
             let region_id = get_id(params, "region").map_err(err)?;
             match operator_status(region_id).map_err(|e| e.to_string())? {
                 OperatorStatus::Running(text) => not(format!("still running: {text}")),
-                _ => took(format!("no operator runs on region {region_id}")),
+                OperatorStatus::SucceededAdmin(_)
+                | OperatorStatus::Succeeded
+                | OperatorStatus::Ended(_)
+                | OperatorStatus::None => took(format!("no operator runs on region {region_id}")),
             }
         }
         // Setting a limit or pausing/resuming is idempotent: running it again is always safe.

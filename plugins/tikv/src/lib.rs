@@ -122,8 +122,8 @@ impl Guest for Tikv {
         }
     }
 
-    fn reconcile(action: String, params: Vec<Param>) -> Reconciliation {
-        actions::reconcile(&action, &params)
+    fn reconcile(action: String, params: Vec<Param>, started_at_ms: u64) -> Reconciliation {
+        actions::reconcile(&action, &params, started_at_ms)
     }
 
     fn query(name: String, params: Vec<Param>) -> Result<String, String> {

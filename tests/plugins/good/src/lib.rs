@@ -244,7 +244,7 @@ impl Guest for Good {
     }
 
     /// `touch` leaves no trace to look for, so running it again is always safe.
-    fn reconcile(action: String, _params: Vec<Param>) -> Reconciliation {
+    fn reconcile(action: String, _params: Vec<Param>, _started_at_ms: u64) -> Reconciliation {
         if action == TOUCH {
             Reconciliation::NotApplied("touch is safe to repeat".into())
         } else {

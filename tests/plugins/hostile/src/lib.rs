@@ -285,7 +285,7 @@ impl Guest for Hostile {
         Verdict::NotYet("the hostile plugin verifies nothing".into())
     }
 
-    fn reconcile(_action: String, _params: Vec<Param>) -> Reconciliation {
+    fn reconcile(_action: String, _params: Vec<Param>, _started_at_ms: u64) -> Reconciliation {
         Reconciliation::NotApplied("the hostile plugin has no actions".into())
     }
 

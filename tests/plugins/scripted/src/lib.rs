@@ -63,7 +63,11 @@ impl Guest for Scripted {
                     .map(|v| Violation {
                         invariant: v["invariant"].as_str().unwrap_or("alpha").into(),
                         entity: v["entity"].as_str().unwrap_or("thing").into(),
-                        severity: if v["severity"].as_str() == Some("critical") { Severity::Critical } else { Severity::Warning },
+                        severity: if v["severity"].as_str() == Some("critical") {
+                            Severity::Critical
+                        } else {
+                            Severity::Warning
+                        },
                         message: v["message"].as_str().unwrap_or("scripted violation").into(),
                         evidence: vec![],
                     })
@@ -102,7 +106,7 @@ impl Guest for Scripted {
         Verdict::Violated("no actions".into())
     }
 
-    fn reconcile(_action: String, _params: Vec<Param>) -> Reconciliation {
+    fn reconcile(_action: String, _params: Vec<Param>, _started_at_ms: u64) -> Reconciliation {
         Reconciliation::Failed("no actions".into())
     }
 

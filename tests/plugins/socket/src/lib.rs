@@ -65,7 +65,7 @@ impl Guest for Socket {
         Verdict::NotYet("the socket plugin verifies nothing".into())
     }
 
-    fn reconcile(_action: String, _params: Vec<Param>) -> Reconciliation {
+    fn reconcile(_action: String, _params: Vec<Param>, _started_at_ms: u64) -> Reconciliation {
         Reconciliation::NotApplied("the socket plugin has no actions".into())
     }
 
