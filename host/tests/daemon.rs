@@ -149,3 +149,42 @@ fn unsafe_sigterm(pid: u32) {
     let status = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn a_ticket_can_be_diagnosed_again_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("operator.toml"), "[api]\nlisten = \"127.0.0.1:0\"\n[monitor]\ninterval_ms = 500\n")
+        .unwrap();
+    let mut daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_operator-host"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["run", "--sim", "--sim-speed", "5", "--sim-stores", "4", "--sim-regions", "60"])
+            .env("OPERATOR_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(60, "the daemon's API", || dir.path().join("daemon.json").exists().then_some(()));
+    assert!(host(dir.path(), &["sim", "fault", "kill-store", "3"]).status.success());
+    let ticket = wait_for(30, "a store-down ticket", || {
+        let list = json(dir.path(), &["tickets", "list", "--json"]);
+        list.as_array().unwrap().iter().find(|t| t["entity"] == "store-3").cloned()
+    });
+    let id = ticket["id"].as_str().unwrap().to_owned();
+    // While the daemon runs, it diagnoses; by hand only once it stopped.
+    let busy = host(dir.path(), &["diagnose", &id]);
+    assert!(!busy.status.success() && String::from_utf8_lossy(&busy.stderr).contains("daemon"));
+    unsafe_sigterm(daemon.0.id());
+    assert!(daemon.0.wait().unwrap().success());
+
+    let out = host(dir.path(), &["diagnose", &id, "--diagnoser", "rules", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let record: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(record["diagnoser"], "rules");
+    assert!(record["diagnosis"]["summary"].as_str().unwrap().contains("store 3"), "{record}");
+    let shown = json(dir.path(), &["tickets", "show", &id, "--json"]);
+    assert!(shown["ticket"]["diagnoses"].as_array().unwrap().len() >= 2, "the daemon's and the one by hand");
+    let missing = host(dir.path(), &["diagnose", "T-999999"]);
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no ticket T-999999"));
+}

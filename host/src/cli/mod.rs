@@ -6,6 +6,7 @@
 pub mod actions_cmd;
 mod audit_cmd;
 mod client;
+mod diagnose_cmd;
 mod plugins_cmd;
 pub mod run_cmd;
 mod sim_cmd;
@@ -57,6 +58,7 @@ Examples:
   operator-host safety kill-switch --reason 'incident'
   operator-host tickets list --status all
   operator-host tickets show T-000001
+  operator-host diagnose T-000001 --diagnoser claude
   operator-host tickets hold T-000001 --reason 'disk swap planned'
   operator-host sim --stores 6 --pd-members 3 --regions 1000 --speed 1 --seed 1
   operator-host sim fault kill-store 1
@@ -89,6 +91,8 @@ pub enum Command {
     /// The safety switches: observe or execute mode, and the kill switch.
     #[command(subcommand)]
     Safety(actions_cmd::SafetyCommand),
+    /// Diagnoses a ticket now (the daemon does it as tickets open) and records it on the ticket.
+    Diagnose(diagnose_cmd::DiagnoseArgs),
     /// Tickets: the problems the monitor found, their history and diagnoses.
     #[command(subcommand)]
     Tickets(tickets_cmd::TicketsCommand),
@@ -124,6 +128,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run_cmd::run(&context, args).await,
         Command::Actions(command) => actions_cmd::run_actions(&context, command).await,
         Command::Safety(command) => actions_cmd::run_safety(&context, command).await,
+        Command::Diagnose(args) => diagnose_cmd::run(&context, args).await,
         Command::Tickets(command) => tickets_cmd::run(&context, command).await,
         Command::Sim(command) => sim_cmd::run(&context, command).await,
     }
