@@ -348,3 +348,15 @@ fn sim_fault_finds_the_running_simulator_and_injects_faults() {
     let wrong = host(dir.path(), &["sim", "fault", "list", "--control", "http://127.0.0.1:1"]);
     assert!(!wrong.status.success() && stderr(&wrong).contains("cannot reach"), "{}", stderr(&wrong));
 }
+
+#[test]
+fn shell_completions_are_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = host(dir.path(), &["completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        assert!(stdout(&out).contains("operator-host") && stdout(&out).contains("tickets"), "{shell}");
+    }
+    let bad = host(dir.path(), &["completions", "tcsh"]);
+    assert!(!bad.status.success() && stderr(&bad).contains("tcsh"));
+}

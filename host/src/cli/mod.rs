@@ -91,6 +91,11 @@ pub enum Command {
     /// The safety switches: observe or execute mode, and the kill switch.
     #[command(subcommand)]
     Safety(actions_cmd::SafetyCommand),
+    /// Prints shell completions: `operator-host completions bash > /etc/bash_completion.d/operator-host`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Diagnoses a ticket now (the daemon does it as tickets open) and records it on the ticket.
     Diagnose(diagnose_cmd::DiagnoseArgs),
     /// Tickets: the problems the monitor found, their history and diagnoses.
@@ -128,6 +133,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run_cmd::run(&context, args).await,
         Command::Actions(command) => actions_cmd::run_actions(&context, command).await,
         Command::Safety(command) => actions_cmd::run_safety(&context, command).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut command = Cli::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "operator-host", &mut script);
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Diagnose(args) => diagnose_cmd::run(&context, args).await,
         Command::Tickets(command) => tickets_cmd::run(&context, command).await,
         Command::Sim(command) => sim_cmd::run(&context, command).await,
