@@ -15,6 +15,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::balance::BALANCE_HOT_REGION;
 use crate::model::{PeerRole, Region, Scheduler, Store, StoreState};
 use crate::scheduler::{BALANCE_LEADER, EVICT_LEADER};
 use crate::sim::{ELECTION_TIMEOUT_MS, MIB, SimError, Simulation};
@@ -26,7 +27,7 @@ pub const DEFAULT_SLOWDOWN: f64 = 10.0;
 pub const DEFAULT_FILL_RATIO: f64 = 0.9;
 /// Rate of `hot-region` without `bytes_per_sec`: 32 MiB/s, a hundred times a busy region's.
 pub const DEFAULT_HOT_BYTES_PER_SEC: u64 = 32 << 20;
-/// How long `leader-skew` keeps balance-leader paused without `hold_secs`.
+/// How long `leader-skew` keeps balance-leader and balance-hot-region paused without `hold_secs`.
 pub const DEFAULT_SKEW_HOLD_SECS: u64 = 3_600;
 /// Regions that lose a peer with `under-replicate` without `regions`.
 pub const DEFAULT_UNDER_REPLICATED_REGIONS: u64 = 64;
@@ -112,11 +113,11 @@ pub enum Fault {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         bytes_per_sec: Option<u64>,
     },
-    /// S3: pile leaders onto one store and pause balance-leader so the skew stays.
+    /// S3: pile leaders onto one store and pause balance-leader and balance-hot-region so the skew stays.
     LeaderSkew {
         /// Store that receives the leaders.
         store: u64,
-        /// How long balance-leader stays paused; default [`DEFAULT_SKEW_HOLD_SECS`].
+        /// How long the schedulers stay paused; default [`DEFAULT_SKEW_HOLD_SECS`].
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hold_secs: Option<u64>,
     },
@@ -271,7 +272,8 @@ impl Fault {
                 "hot-region",
                 "S5",
                 "Gives one region a large write or read rate; it tops /hotspot/regions/{write|read} after three \
-                 region heartbeats.",
+                 region heartbeats. Writes grow the region, which splits past 96 MiB as in TiKV; its parts \
+                 share the flow and stay on the same stores.",
                 vec![
                     param("region", "integer", Some("the region in the middle of the key space"), "region id"),
                     param("flow", "write|read", None, "which flow is hot"),
@@ -281,12 +283,12 @@ impl Fault {
             entry(
                 "leader-skew",
                 "S3",
-                "Moves every leader it can onto the store and pauses balance-leader-scheduler for hold_secs \
-                 (no evict-leader scheduler involved); leader counts and scores stay spread until the pause \
-                 ends or the fault is cleared.",
+                "Moves every leader it can onto the store and pauses balance-leader-scheduler and \
+                 balance-hot-region-scheduler for hold_secs (no evict-leader scheduler involved); leader counts \
+                 and scores stay spread until the pauses end or the fault is cleared.",
                 vec![
                     store_param(),
-                    param("hold_secs", "integer", Some("3600"), "how long balance-leader stays paused"),
+                    param("hold_secs", "integer", Some("3600"), "how long the two schedulers stay paused"),
                 ],
             ),
             entry(
@@ -381,16 +383,18 @@ enum Undo {
     RestoreDisk(u64),
     /// Stores and the `base_used` they had before.
     RestoreUsed(Vec<(u64, u64)>),
+    /// A hot region's rate before the fault, the rate the fault set, and the region's key range then:
+    /// the region may split while it is hot, and its parts share the flow.
     RestoreRate {
         region: u64,
         flow: HotFlow,
         rate: u64,
+        injected: u64,
+        start_key: Vec<u8>,
+        end_key: Vec<u8>,
     },
-    ResumeBalanceLeader {
-        /// The pause the fault set, if balance-leader existed.
-        paused_until_ms: Option<u64>,
-        previous: Option<u64>,
-    },
+    /// Schedulers the fault paused, to resume when it is cleared.
+    ResumeSchedulers(Vec<Pause>),
     RemoveEvictLeader(u64),
     RestartMember(String),
     RestoreReplicaLimit {
@@ -401,6 +405,16 @@ enum Undo {
         store: u64,
         filled: Vec<(u64, u64)>,
     },
+}
+
+/// A scheduler pause set by a fault.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+struct Pause {
+    name: &'static str,
+    /// The pause the fault set.
+    paused_until_ms: u64,
+    /// The pause the scheduler had before, if any.
+    previous: Option<u64>,
 }
 
 impl Undo {
@@ -753,12 +767,13 @@ impl Simulation {
                     HotFlow::Write => r.write_rate,
                     HotFlow::Read => r.read_rate,
                 };
-                let bytes = bytes_per_sec.unwrap_or(DEFAULT_HOT_BYTES_PER_SEC);
+                let (start_key, end_key) = (r.start_key.to_vec(), r.end_key.to_vec());
+                let injected = bytes_per_sec.unwrap_or(DEFAULT_HOT_BYTES_PER_SEC);
                 match flow {
-                    HotFlow::Write => self.set_write_rate(region, bytes)?,
-                    HotFlow::Read => self.set_read_rate(region, bytes)?,
+                    HotFlow::Write => self.set_write_rate(region, injected)?,
+                    HotFlow::Read => self.set_read_rate(region, injected)?,
                 }
-                Undo::RestoreRate { region, flow, rate }
+                Undo::RestoreRate { region, flow, rate, injected, start_key, end_key }
             }
             &Fault::LeaderSkew { store, hold_secs } => self.skew_leaders(store, hold_secs.unwrap_or_default())?,
             &Fault::StaleEvictLeader { store } => {
@@ -838,19 +853,18 @@ impl Simulation {
                 }
             }
             Undo::RestoreUsed(filled) => self.restore_used(filled),
-            Undo::RestoreRate { region, flow, rate } => {
-                let _ = match flow {
-                    HotFlow::Write => self.set_write_rate(*region, *rate),
-                    HotFlow::Read => self.set_read_rate(*region, *rate),
-                };
+            Undo::RestoreRate { region, flow, rate, injected, start_key, end_key } => {
+                self.restore_rate(*region, *flow, *rate, *injected, (start_key, end_key));
             }
-            Undo::ResumeBalanceLeader { paused_until_ms, previous } => {
+            Undo::ResumeSchedulers(pauses) => {
                 let now = self.now_ms;
-                if let Some(sched) = self.schedulers.iter_mut().find(|s| s.name == BALANCE_LEADER)
-                    && paused_until_ms.is_some()
-                    && sched.paused_until_ms == *paused_until_ms
-                {
-                    sched.paused_until_ms = previous.filter(|&t| t > now);
+                for pause in pauses {
+                    // Leave a pause someone changed since alone.
+                    if let Some(sched) = self.schedulers.iter_mut().find(|s| s.name == pause.name)
+                        && sched.paused_until_ms == Some(pause.paused_until_ms)
+                    {
+                        sched.paused_until_ms = pause.previous.filter(|&t| t > now);
+                    }
                 }
             }
             Undo::RemoveEvictLeader(store) => {
@@ -898,8 +912,41 @@ impl Simulation {
         }
     }
 
+    /// Ends a hot flow. The hot region may have split since the fault began; writes were spread over
+    /// its keys, so each part of the original key range carries its share of the injected rate, and
+    /// each is scaled back by the same factor. Parts merged with outside regions are left alone.
+    fn restore_rate(&mut self, region: u64, flow: HotFlow, rate: u64, injected: u64, range: (&[u8], &[u8])) {
+        let (start, end) = range;
+        let scale = |v: u64| (u128::from(v) * u128::from(rate) / u128::from(injected.max(1))) as u64;
+        let first = self.regions.partition_point(|r| !r.end_key.is_empty() && r.end_key.as_slice() <= start);
+        let mut restored = false;
+        for r in self.regions[first..].iter_mut() {
+            if !end.is_empty() && r.start_key.as_slice() >= end {
+                break;
+            }
+            let inside = r.start_key.as_slice() >= start
+                && (end.is_empty() || (!r.end_key.is_empty() && r.end_key.as_slice() <= end));
+            if !inside {
+                continue;
+            }
+            restored |= r.id == region;
+            match flow {
+                HotFlow::Write => r.write_rate = scale(r.write_rate),
+                HotFlow::Read => r.read_rate = scale(r.read_rate),
+            }
+        }
+        if !restored {
+            let _ = match flow {
+                HotFlow::Write => self.set_write_rate(region, rate),
+                HotFlow::Read => self.set_read_rate(region, rate),
+            };
+        }
+    }
+
     /// `leader-skew`: every region with a voter on `store` that can move at once makes it the leader,
-    /// and balance-leader is paused for `hold_secs` so the skew is not undone in a few minutes.
+    /// and balance-leader and balance-hot-region are paused for `hold_secs` so the skew is not undone
+    /// in a few minutes: with the leaders piled on one store, that store also serves most of the
+    /// read-hot leaders, which the hot-region scheduler would otherwise move off it.
     fn skew_leaders(&mut self, store: u64, hold_secs: u64) -> Result<Undo, SimError> {
         let s = self.existing_store(store)?;
         if s.state != StoreState::Up || !s.reachable() {
@@ -909,7 +956,7 @@ impl Simulation {
                 if s.reachable() { "" } else { " and unreachable" }
             )));
         }
-        if let Some(other) = self.active_with(|u| matches!(u, Undo::ResumeBalanceLeader { .. })) {
+        if let Some(other) = self.active_with(|u| matches!(u, Undo::ResumeSchedulers(_))) {
             return Err(SimError::FaultConflict(format!("leader-skew fault {other} is already active")));
         }
         let busy: HashSet<u64> = self.operators.iter().map(|o| o.region_id).collect();
@@ -921,16 +968,19 @@ impl Simulation {
                 region.leader = Some(peer.id);
             }
         }
-        let until = (hold_secs > 0).then_some(self.now_ms + hold_secs * 1000);
-        let balance = self.schedulers.iter_mut().find(|s| s.name == BALANCE_LEADER);
-        Ok(match (balance, until) {
-            (Some(sched), Some(until)) => {
-                let previous = sched.paused_until_ms;
-                sched.paused_until_ms = Some(until.max(previous.unwrap_or(0)));
-                Undo::ResumeBalanceLeader { paused_until_ms: sched.paused_until_ms, previous }
+        let mut pauses = Vec::new();
+        if hold_secs > 0 {
+            let until = self.now_ms + hold_secs * 1000;
+            for name in [BALANCE_LEADER, BALANCE_HOT_REGION] {
+                if let Some(sched) = self.schedulers.iter_mut().find(|s| s.name == name) {
+                    let previous = sched.paused_until_ms;
+                    let paused_until_ms = until.max(previous.unwrap_or(0));
+                    sched.paused_until_ms = Some(paused_until_ms);
+                    pauses.push(Pause { name, paused_until_ms, previous });
+                }
             }
-            _ => Undo::ResumeBalanceLeader { paused_until_ms: None, previous: None },
-        })
+        }
+        Ok(Undo::ResumeSchedulers(pauses))
     }
 
     /// `under-replicate`: `count` regions spread over the key space each lose a follower, and
