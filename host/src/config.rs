@@ -15,6 +15,10 @@
 //!   { url = "http://*:9100", methods = ["GET"], paths = ["/status", "/metrics"] },
 //! ]
 //! settings = { imbalance_ratio = "0.2" }
+//!
+//! [[notifications.webhooks]]          # webhooks told of tickets, approvals, outcomes (see notify)
+//! url = "https://hooks.slack.com/services/T000/B000/XXXX"
+//! kind = "slack"
 //! ```
 //!
 //! A plugin with no `[plugins.NAME]` table is loaded with no grants at all: it can compute but
@@ -29,6 +33,7 @@ use serde::{Deserialize, Serialize};
 use crate::actions::policy::ActionsConfig;
 use crate::diagnose::DiagnoseConfig;
 use crate::monitor::MonitorConfig;
+use crate::notify::NotificationsConfig;
 use crate::runtime::gate::{Endpoint, EndpointConfig};
 use crate::runtime::grants::{GrantSpec, Grants};
 use crate::runtime::limits::{MAX_MEMORY_LIMIT_MIB, RuntimeLimits};
@@ -51,6 +56,8 @@ pub struct Config {
     pub diagnosis: DiagnoseConfig,
     /// The daemon's local API.
     pub api: ApiConfig,
+    /// Webhook notifications.
+    pub notifications: NotificationsConfig,
     /// Named endpoints.
     pub endpoints: BTreeMap<String, EndpointConfig>,
     /// Per-plugin grants and settings.
@@ -67,6 +74,7 @@ impl Default for Config {
             actions: ActionsConfig::default(),
             diagnosis: DiagnoseConfig::default(),
             api: ApiConfig::default(),
+            notifications: NotificationsConfig::default(),
             endpoints: BTreeMap::new(),
             plugins: BTreeMap::new(),
         }
@@ -159,6 +167,7 @@ impl Config {
         if let Err(e) = self.diagnosis.validate() {
             problems.extend(e.lines().map(|l| l.trim_start_matches("- ").to_owned()));
         }
+        problems.extend(self.notifications.problems());
         let mut endpoints = BTreeMap::new();
         for (name, endpoint) in &self.endpoints {
             match Endpoint::from_config(name, endpoint) {
@@ -256,6 +265,27 @@ memory_limit_mib = 999999
         assert!(error.contains("runtime.memory_limit_mib"), "{error}");
         assert!(error.contains("plugins.kv.memory_limit_mib"), "{error}");
         assert!(error.contains("endpoint `control`, which is not configured"), "{error}");
+    }
+
+    #[test]
+    fn notifications_are_checked_with_the_rest() {
+        let config = Config::parse(
+            r#"
+[monitor]
+interval_ms = 1
+[[notifications.webhooks]]
+url = "hooks.example.com/x"
+events = ["approval-needed", "approvals"]
+"#,
+            "test",
+        )
+        .unwrap();
+        let error = config.resolve().unwrap_err().to_string();
+        assert!(error.contains("monitor.interval_ms"), "{error}");
+        assert!(error.contains("notifications.webhooks[0].url `hooks.example.com/x`"), "{error}");
+        assert!(error.contains("notifications.webhooks[0].events[1]: unknown event `approvals`"), "{error}");
+        let config = Config::parse("[[notifications.webhooks]]\nurl = \"https://hooks.example.com/x\"\n", "t").unwrap();
+        assert_eq!(config.resolve().unwrap().config.notifications.webhooks.len(), 1);
     }
 
     #[test]

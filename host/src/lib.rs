@@ -10,6 +10,7 @@
 //! - [`monitor`]: the observe/check loop and tickets;
 //! - [`store`]: redb tables and migrations;
 //! - [`api`]: the daemon's local HTTP API and its Prometheus metrics;
+//! - [`notify`]: webhook notifications of tickets, diagnoses, approvals and action outcomes;
 //! - [`cli`]: the `operator-host` command line.
 
 pub mod actions;
@@ -20,5 +21,6 @@ pub mod config;
 pub mod diagnose;
 pub mod digest;
 pub mod monitor;
+pub mod notify;
 pub mod runtime;
 pub mod store;

@@ -136,6 +136,10 @@ pub(super) async fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
     let sink = AuditSink::spawn(log.clone());
     let metrics = Arc::new(crate::api::Metrics::new());
     metrics.attach(&sink);
+    let notifier = crate::notify::Notifier::new(&config.notifications)?;
+    if !notifier.is_empty() {
+        notifier.attach(&sink);
+    }
     let runtime = Runtime::new(&context.data_dir, &resolved, sink.clone())?;
     let plugins = runtime.discover(&context.data_dir, &resolved);
     for refused in &plugins.refused {
@@ -283,6 +287,10 @@ pub(super) async fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
     }
     DaemonInfo::remove(&context.data_dir);
     sink.record(AuditEvent::note("operator-host stopped"));
+    // Notifications of the last events go out before the process ends, within a bound.
+    if !notifier.is_empty() {
+        notifier.flush(Duration::from_secs(10)).await;
+    }
     sink.flush().await?;
     if let Some(cluster) = sim {
         let _ = tikv_sim::control::remove_discovery(&context.data_dir);
