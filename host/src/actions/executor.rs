@@ -1,4 +1,4 @@
-//! The executor: the I/O around the pure [ledger](super::ledger) state machine. It validates proposals against
+//! The executor: the I/O around the pure `ledger` state machine. It validates proposals against
 //! the catalogue and the plugin's preconditions, runs due actions through every gate, verifies
 //! their effect, and reconciles actions found executing after a restart.
 //!

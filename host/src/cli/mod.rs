@@ -30,7 +30,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "OPERATOR_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// The configuration file [default: `<data-dir>/operator.toml`].
+    /// The configuration file (default: `<data-dir>/operator.toml`).
     #[arg(long, global = true, env = "OPERATOR_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
