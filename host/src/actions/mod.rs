@@ -6,10 +6,14 @@
 //! - [`ledger`]: the pure lifecycle state machine;
 //! - [`params`]: parameter checking against the catalogue's typed schema;
 //! - [`store`]: actions and the safety switches in redb;
-//! - [`executor`]: the I/O around the ledger (validate, run, verify, recover).
+//! - [`executor`]: the I/O around the ledger (validate, run, verify, recover);
+//! - [`workflow`]: workflows of steps with conditions and compensations, over the executor
+//!   ([`workflow_store`] keeps their runs).
 
 pub mod executor;
 pub mod ledger;
 pub mod params;
 pub mod policy;
 pub mod store;
+pub mod workflow;
+pub mod workflow_store;

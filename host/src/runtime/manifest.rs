@@ -16,11 +16,20 @@
 //! methods = ["GET"]
 //! paths = ["/api/v1/**"]
 //! reason = "observe the cluster"
+//!
+//! [[workflows]]                 # optional: workflows of the plugin's actions (see `actions::workflow`)
+//! name = "drain"
+//! params = [{ name = "node", description = "The node to drain" }]
+//! [[workflows.steps]]
+//! name = "cordon"
+//! action = "cordon"
+//! params = { node = "{node}" }
 //! ```
 //!
 //! The directory is read through a cap-std [`Dir`] handle, so the manifest cannot name a file
 //! outside it: `../x.wasm`, absolute paths and symlinks leading out are refused.
 
+use crate::actions::workflow::{WorkflowDef, check_structure};
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 use serde::{Deserialize, Serialize};
@@ -91,6 +100,10 @@ pub struct Manifest {
     /// What it asks for.
     #[serde(default)]
     pub capabilities: Vec<CapabilityRequest>,
+    /// Workflows of its actions (`[[workflows]]`); their shape is checked here, their actions and
+    /// conditions when the workflow engine loads them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workflows: Vec<WorkflowDef>,
 }
 
 fn default_component_file() -> String {
@@ -166,6 +179,17 @@ impl Manifest {
                     index + 1
                 )));
             }
+        }
+        let mut problems = Vec::new();
+        let mut names = std::collections::BTreeSet::new();
+        for workflow in &manifest.workflows {
+            if !names.insert(workflow.name.as_str()) {
+                problems.push(format!("workflow `{}` is defined more than once", workflow.name));
+            }
+            problems.extend(check_structure(workflow));
+        }
+        if !problems.is_empty() {
+            return Err(invalid(format!("invalid workflows:\n  - {}", problems.join("\n  - "))));
         }
         Ok(manifest)
     }

@@ -29,7 +29,7 @@ use redb::{ReadableTable, TableDefinition, WriteTransaction};
 pub const DB_FILE: &str = "operator.redb";
 
 /// The schema version this code writes and understands.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The `meta` table: small named values that describe the database itself (`schema_version`)
 /// or that other modules keep next to their tables (e.g. the audit log's `audit_head`).
@@ -66,6 +66,7 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, description: "meta table and the audit log", apply: migrate_v1 },
     Migration { version: 2, description: "tickets", apply: crate::monitor::tickets::create_tables },
     Migration { version: 3, description: "actions", apply: crate::actions::store::create_tables },
+    Migration { version: 4, description: "workflow runs", apply: crate::actions::workflow_store::create_tables },
 ];
 
 fn migrate_v1(txn: &WriteTransaction) -> Result<(), redb::Error> {
