@@ -11,6 +11,7 @@ mod plugins_cmd;
 pub mod run_cmd;
 mod sim_cmd;
 mod tickets_cmd;
+mod workflows_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +60,7 @@ Examples:
   operator-host tickets list --status all
   operator-host tickets show T-000001
   operator-host diagnose T-000001 --diagnoser claude
+  operator-host workflows start drain-store -p store=4
   operator-host tickets hold T-000001 --reason 'disk swap planned'
   operator-host sim --stores 6 --pd-members 3 --regions 1000 --speed 1 --seed 1
   operator-host sim fault kill-store 1
@@ -98,6 +100,9 @@ pub enum Command {
     },
     /// Diagnoses a ticket now (the daemon does it as tickets open) and records it on the ticket.
     Diagnose(diagnose_cmd::DiagnoseArgs),
+    /// Workflows: multi-step remedies with conditions between steps and compensations.
+    #[command(subcommand)]
+    Workflows(workflows_cmd::WorkflowsCommand),
     /// Tickets: the problems the monitor found, their history and diagnoses.
     #[command(subcommand)]
     Tickets(tickets_cmd::TicketsCommand),
@@ -143,6 +148,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Diagnose(args) => diagnose_cmd::run(&context, args).await,
+        Command::Workflows(command) => workflows_cmd::run_workflows(&context, command).await,
         Command::Tickets(command) => tickets_cmd::run(&context, command).await,
         Command::Sim(command) => sim_cmd::run(&context, command).await,
     }

@@ -88,6 +88,7 @@ fn set_pd(config: &mut Config, urls: Vec<String>) {
 /// Everything the daemon runs, for the loops and the shutdown.
 struct Daemon {
     engine: crate::diagnose::DiagnosisEngine,
+    workflows: Arc<crate::actions::workflow::WorkflowEngine>,
     sink: AuditSink,
     tickets: TicketStore,
     executor: Arc<Executor>,
@@ -177,6 +178,21 @@ pub(super) async fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
         )
         .await?,
     );
+    let workflows = Arc::new(
+        crate::actions::workflow::WorkflowEngine::new(
+            executor.clone(),
+            subject.clone(),
+            tools.clone(),
+            crate::actions::workflow_store::WorkflowStore::new(store.clone()),
+            sink.clone(),
+            crate::actions::workflow::EngineSettings {
+                approval: config.actions.approval.clone(),
+                stale_after_ms: config.monitor.stale_after_ms,
+                latest: latest.clone(),
+            },
+        )
+        .await?,
+    );
     if let Some(mode) = &args.mode {
         let mode = if mode == "execute" { Mode::Execute } else { Mode::Observe };
         if executor.safety().mode != mode {
@@ -255,6 +271,7 @@ pub(super) async fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
 
     let daemon = Arc::new(Daemon {
         engine,
+        workflows,
         sink: sink.clone(),
         tickets: tickets.clone(),
         executor: executor.clone(),
@@ -372,6 +389,9 @@ async fn executor_loop(daemon: Arc<Daemon>, tick_ms: u64, mut stop: watch::Recei
             _ = interval.tick() => {
                 if let Err(e) = daemon.executor.tick(now_ms()).await {
                     tracing::error!("executor: {e:#}");
+                }
+                if let Err(e) = daemon.workflows.tick(now_ms()).await {
+                    tracing::error!("workflows: {e:#}");
                 }
             }
             _ = stop.changed() => break,

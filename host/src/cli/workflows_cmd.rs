@@ -97,14 +97,17 @@ pub enum WorkflowsCommand {
 /// A workflow engine (and its executor) over the data directory's store and the configured
 /// plugins.
 pub async fn direct_engine(context: &Context) -> Result<(Arc<WorkflowEngine>, AuditSink)> {
-    let (runtime, resolved, sink) = context.runtime()?;
+    let resolved = context.config()?;
+    // One handle on the database for everything: redb admits one per process.
+    let store = crate::store::Store::open(&context.data_dir)?;
+    let sink = AuditSink::spawn(crate::audit::AuditLog::new(store.clone())?);
+    let runtime = crate::runtime::Runtime::new(&context.data_dir, &resolved, sink.clone())?;
     let plugins = runtime.discover(&context.data_dir, &resolved);
     let subject_name = &resolved.config.subject;
     let subject = plugins.get(subject_name).cloned().ok_or_else(|| {
         anyhow!("the subject plugin `{subject_name}` is not loaded (see `operator-host plugins list`)")
     })?;
     let tools = (!resolved.config.tools.is_empty()).then(|| plugins.get(&resolved.config.tools).cloned()).flatten();
-    let store = crate::store::Store::open(&context.data_dir)?;
     let latest = Arc::new(RwLock::new(None));
     let executor = Executor::new(
         subject.clone(),
