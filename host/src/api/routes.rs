@@ -310,8 +310,7 @@ pub(super) async fn propose(State(state): State<Arc<ApiState>>, bytes: Bytes) ->
     } else {
         ProposalParams::Text(parsed.params_text)
     };
-    let source = if parsed.by.is_some() { "cli" } else { "api" };
-    let mut proposal = Proposal::new(&parsed.name, params, source, &by);
+    let mut proposal = Proposal::new(&parsed.name, params, "api", &by);
     proposal.ticket = parsed.ticket;
     proposal.not_before_ms = parsed.at_ms.unwrap_or(0);
     match state.executor.propose(proposal, now_ms()).await {
