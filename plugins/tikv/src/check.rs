@@ -431,11 +431,15 @@ fn check_hot(snap: &Snapshot, settings: &Settings, out: &mut Vec<Violation>) {
     }
 }
 
-/// The hottest region when it is above the threshold and far above the median hot region.
+/// The hottest region when it is above the threshold and far above the background flow: the median
+/// of the listed leaders below the threshold. Regions above the threshold are left out of that median
+/// because a hot range that split shares its flow between parts that all stay listed, and comparing a
+/// part with its siblings would hide the whole range; with no background listed, the threshold decides.
 pub fn hot_region(view: &HotView, threshold: f64, ratio: f64) -> Option<&crate::snapshot::HotRegion> {
     let top = view.top.first()?;
-    let mut rest: Vec<f64> = view.top.iter().skip(1).map(|r| r.flow_bytes).collect();
-    let typical = median(&mut rest);
+    let mut background: Vec<f64> =
+        view.top.iter().skip(1).map(|r| r.flow_bytes).filter(|flow| *flow < threshold).collect();
+    let typical = median(&mut background);
     (top.flow_bytes >= threshold && top.flow_bytes >= ratio * typical).then_some(top)
 }
 
@@ -522,5 +526,47 @@ fn check_operators(snap: &Snapshot, out: &mut Vec<Violation>) {
                 vec![ev("operator", &op.text)],
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod hot_region_tests {
+    use super::*;
+    use crate::snapshot::HotRegion;
+
+    fn view(flows: &[f64]) -> HotView {
+        let top = flows
+            .iter()
+            .enumerate()
+            .map(|(i, f)| HotRegion { region_id: i as u64 + 1, store_id: 1, flow_bytes: *f, hot_degree: 3 })
+            .collect();
+        HotView { top, ..HotView::default() }
+    }
+
+    const MIB: f64 = 1024.0 * 1024.0;
+
+    #[test]
+    fn a_region_far_above_the_background_is_hot() {
+        let v = view(&[20.0 * MIB, MIB, MIB, 0.5 * MIB]);
+        assert_eq!(hot_region(&v, 8.0 * MIB, 4.0).map(|r| r.region_id), Some(1));
+    }
+
+    #[test]
+    fn split_parts_of_a_hot_range_do_not_hide_each_other() {
+        let v = view(&[18.0 * MIB, 10.0 * MIB, 10.0 * MIB]);
+        assert_eq!(hot_region(&v, 8.0 * MIB, 4.0).map(|r| r.region_id), Some(1));
+    }
+
+    #[test]
+    fn below_the_threshold_nothing_is_hot() {
+        assert!(hot_region(&view(&[7.0 * MIB, 0.1 * MIB]), 8.0 * MIB, 4.0).is_none());
+        assert!(hot_region(&view(&[]), 8.0 * MIB, 4.0).is_none());
+    }
+
+    #[test]
+    fn a_busy_background_is_not_a_hotspot() {
+        // Every listed region writes 3-7 MiB/s: the top at 9 MiB/s is not four times that.
+        let v = view(&[9.0 * MIB, 7.0 * MIB, 5.0 * MIB, 4.0 * MIB, 3.0 * MIB]);
+        assert!(hot_region(&v, 8.0 * MIB, 4.0).is_none());
     }
 }

@@ -9,7 +9,7 @@
 //! | `stale-evict-max-leaders` | 5 | a store under evict-leader holding at most this many leaders is drained |
 //! | `hot-write-bytes` | 8388608 | a region writing this many bytes/s is hot |
 //! | `hot-read-bytes` | 16777216 | a region reading this many bytes/s is hot |
-//! | `hot-region-ratio` | 4 | and this many times the median hot region |
+//! | `hot-region-ratio` | 4 | and this many times the median listed region below the threshold |
 //! | `hot-store-ratio` | 3 | a store whose hot flow is this many times the mean of the others is hot |
 //! | `pending-peer-threshold` | 16 | pending-peer regions before it is a problem |
 //! | `p99-latency-ms` | 250 | gRPC p99 above this (when Prometheus is granted) |
