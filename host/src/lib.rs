@@ -11,6 +11,7 @@
 //! - [`store`]: redb tables and migrations;
 //! - [`api`]: the daemon's local HTTP API and its Prometheus metrics;
 //! - [`notify`]: webhook notifications of tickets, diagnoses, approvals and action outcomes;
+//! - [`daemon`]: the whole pipeline assembled, shared by `operator-host run` and `operator-host demo`;
 //! - [`cli`]: the `operator-host` command line.
 
 pub mod actions;
@@ -18,6 +19,7 @@ pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod diagnose;
 pub mod digest;
 pub mod monitor;

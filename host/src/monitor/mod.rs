@@ -126,7 +126,8 @@ pub struct Monitor {
     tickets: TicketStore,
     sink: AuditSink,
     config: MonitorConfig,
-    grace_secs: BTreeMap<String, u32>,
+    /// Grace period of each invariant, ms.
+    grace_ms: BTreeMap<String, u64>,
     pending: HashMap<String, u64>,
     latest: SharedObservation,
     events: broadcast::Sender<MonitorEvent>,
@@ -162,14 +163,14 @@ impl Monitor {
             anyhow::anyhow!("plugin {} is not a subject plugin; it cannot be monitored", plugin.name())
         })?;
         let info = subject.info(&CallContext::default()).await?;
-        let grace_secs = info.invariants.iter().map(|i| (i.name.clone(), i.grace_secs)).collect();
+        let grace_ms = info.invariants.iter().map(|i| (i.name.clone(), u64::from(i.grace_secs) * 1000)).collect();
         let (events, _) = broadcast::channel(256);
         Ok(Monitor {
             plugin,
             tickets,
             sink,
             config,
-            grace_secs,
+            grace_ms,
             pending: HashMap::new(),
             latest: Arc::new(RwLock::new(None)),
             events,
@@ -190,6 +191,21 @@ impl Monitor {
     /// Calls `observer` after every cycle of [`Monitor::run`].
     pub fn on_cycle(&mut self, observer: CycleObserver) {
         self.on_cycle = Some(observer);
+    }
+
+    /// Divides every invariant's grace period by `divisor` (values below 1 count as 1): grace
+    /// periods are meant in the subject's time, and a simulated subject that runs `divisor` times
+    /// faster than the wall clock lives through them that much sooner.
+    pub fn divide_grace(&mut self, divisor: f64) {
+        let divisor = if divisor.is_finite() { divisor.max(1.0) } else { 1.0 };
+        for grace in self.grace_ms.values_mut() {
+            *grace = (*grace as f64 / divisor).round() as u64;
+        }
+    }
+
+    /// The grace period of `invariant`, ms (0 for an invariant the plugin did not declare).
+    pub fn grace_ms(&self, invariant: &str) -> u64 {
+        self.grace_ms.get(invariant).copied().unwrap_or(0)
     }
 
     /// The settings.
@@ -283,7 +299,7 @@ impl Monitor {
                 continue;
             }
             let first_seen = *self.pending.entry(key.clone()).or_insert(now_ms);
-            let grace_ms = u64::from(self.grace_secs.get(&violation.invariant).copied().unwrap_or(0)) * 1000;
+            let grace_ms = self.grace_ms.get(&violation.invariant).copied().unwrap_or(0);
             if now_ms.saturating_sub(first_seen) < grace_ms {
                 continue;
             }
