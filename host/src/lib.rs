@@ -12,6 +12,7 @@
 //! - [`api`]: the daemon's local HTTP API and its Prometheus metrics;
 //! - [`notify`]: webhook notifications of tickets, diagnoses, approvals and action outcomes;
 //! - [`daemon`]: the whole pipeline assembled, shared by `operator-host run` and `operator-host demo`;
+//! - [`demo`]: the terminal UI over the pipeline and the simulated cluster (`operator-host demo`);
 //! - [`cli`]: the `operator-host` command line.
 
 pub mod actions;
@@ -20,6 +21,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod diagnose;
 pub mod digest;
 pub mod monitor;

@@ -6,6 +6,7 @@
 pub mod actions_cmd;
 mod audit_cmd;
 mod client;
+mod demo_cmd;
 mod diagnose_cmd;
 mod plugins_cmd;
 pub mod run_cmd;
@@ -16,7 +17,7 @@ mod workflows_cmd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::audit::{AuditLog, AuditSink};
 use crate::config::{ResolvedConfig, default_data_dir};
@@ -48,6 +49,7 @@ const EXAMPLES: &str = "\
 Examples:
   operator-host run --sim                    # the whole pipeline on the built-in simulated cluster
   operator-host run --pd http://pd-0:2379    # a real cluster
+  operator-host demo                         # the pipeline in a terminal UI, on the simulated cluster
   operator-host plugins list
   operator-host plugins inspect tools
   operator-host audit list --denied --since 1h
@@ -108,12 +110,20 @@ pub enum Command {
     Tickets(tickets_cmd::TicketsCommand),
     /// Runs the built-in simulated cluster (PD's HTTP API and the stores' status ports) on loopback.
     Sim(sim_cmd::SimCommand),
+    /// A terminal UI over the whole pipeline on the simulated cluster: inject a fault, watch it
+    /// detected and diagnosed, approve the fix, see it verified.
+    Demo(demo_cmd::DemoArgs),
 }
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let data_dir_from_flag = matches.value_source("data_dir") == Some(clap::parser::ValueSource::CommandLine);
+    // The demo's terminal belongs to its UI: it logs to a file of its own.
+    if !matches!(cli.command, Command::Demo(_)) {
+        init_logging(cli.log_format);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -121,7 +131,7 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, data_dir_from_flag)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -130,8 +140,9 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let context = Context::new(&cli);
+async fn run(cli: Cli, data_dir_from_flag: bool) -> anyhow::Result<ExitCode> {
+    let mut context = Context::new(&cli);
+    context.data_dir_from_flag = data_dir_from_flag;
     match cli.command {
         Command::Plugins(command) => plugins_cmd::run(&context, command).await,
         Command::Audit(command) => audit_cmd::run(&context, command).await,
@@ -151,6 +162,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Workflows(command) => workflows_cmd::run_workflows(&context, command).await,
         Command::Tickets(command) => tickets_cmd::run(&context, command).await,
         Command::Sim(command) => sim_cmd::run(&context, command).await,
+        Command::Demo(args) => demo_cmd::run(&context, args).await,
     }
 }
 
@@ -172,13 +184,16 @@ pub struct Context {
     pub config_path: PathBuf,
     /// Whether the configuration file was named explicitly (then it must exist).
     pub config_explicit: bool,
+    /// Whether `--data-dir` was given on the command line (not through the environment): the
+    /// demo uses a throw-away directory otherwise.
+    pub data_dir_from_flag: bool,
 }
 
 impl Context {
     fn new(cli: &Cli) -> Context {
         let data_dir = cli.data_dir.clone().unwrap_or_else(default_data_dir);
         let config_path = cli.config.clone().unwrap_or_else(|| data_dir.join("operator.toml"));
-        Context { data_dir, config_path, config_explicit: cli.config.is_some() }
+        Context { data_dir, config_path, config_explicit: cli.config.is_some(), data_dir_from_flag: false }
     }
 
     /// Opens the store and its audit log.
@@ -201,6 +216,8 @@ impl Context {
         Ok((runtime, resolved, sink))
     }
 }
+
+pub use audit_cmd::summary as audit_summary;
 
 /// Formats unix milliseconds as an RFC 3339 UTC time.
 pub fn format_time(at_ms: u64) -> String {
