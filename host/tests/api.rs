@@ -9,14 +9,20 @@ use std::sync::{Arc, RwLock};
 use operator_host::actions::executor::Executor;
 use operator_host::actions::policy::{ActionsConfig, ApprovalPolicy, ApprovalRule, Mode};
 use operator_host::actions::store::ActionStore;
+use operator_host::actions::workflow::{EngineSettings, WorkflowEngine};
+use operator_host::actions::workflow_store::WorkflowStore;
 use operator_host::api::{self, ApiState, ApiToken, Metrics, PluginSummary};
 use operator_host::audit::{AuditFilter, AuditLog, AuditSink, now_ms};
-use operator_host::config::Config;
+use operator_host::config::{Config, PluginConfig};
+use operator_host::monitor::LatestObservation;
 use operator_host::monitor::tickets::{Ticket, TicketEvent, TicketStatus, TicketStore};
-use operator_host::runtime::Runtime;
+use operator_host::runtime::gate::EndpointConfig;
+use operator_host::runtime::grants::GrantSpec;
+use operator_host::runtime::{CallContext, Runtime};
 use operator_host::store::Store;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tikv_sim::{ClusterSpec, SimCluster};
 use tokio::sync::oneshot;
 
 /// A served API over a temporary data directory.
@@ -43,7 +49,12 @@ fn actions_config() -> ActionsConfig {
 }
 
 async fn state_in(dir: &Path) -> (Arc<ApiState>, AuditLog, AuditSink) {
-    let resolved = Config::default().resolve().unwrap();
+    state_with(dir, Config { actions: actions_config(), ..Config::default() }).await
+}
+
+/// The API's state over `dir` with `config` (its endpoints, grants and actions settings).
+async fn state_with(dir: &Path, config: Config) -> (Arc<ApiState>, AuditLog, AuditSink) {
+    let resolved = config.resolve().unwrap();
     let store = Store::open(dir).unwrap();
     let log = AuditLog::new(store.clone()).unwrap();
     let sink = AuditSink::spawn(log.clone());
@@ -55,21 +66,36 @@ async fn state_in(dir: &Path) -> (Arc<ApiState>, AuditLog, AuditSink) {
     let tools = set.get("tools").cloned();
     let tickets = TicketStore::new(store.clone());
     let latest = Arc::new(RwLock::new(None));
-    let executor = Executor::new(
+    let executor = Arc::new(
+        Executor::new(
+            subject.clone(),
+            tools.clone(),
+            ActionStore::new(store.clone()),
+            tickets.clone(),
+            sink.clone(),
+            config.actions.clone(),
+            30_000,
+            latest.clone(),
+        )
+        .await
+        .unwrap(),
+    );
+    let settings =
+        EngineSettings { approval: config.actions.approval.clone(), stale_after_ms: 30_000, latest: latest.clone() };
+    let workflows = WorkflowEngine::new(
+        executor.clone(),
         subject.clone(),
         tools,
-        ActionStore::new(store),
-        tickets.clone(),
+        WorkflowStore::new(store),
         sink.clone(),
-        actions_config(),
-        30_000,
-        latest.clone(),
+        settings,
     )
     .await
     .unwrap();
     let token = ApiToken::load_or_create(dir).unwrap();
     let state = ApiState::new(
-        Arc::new(executor),
+        executor,
+        Arc::new(workflows),
         tickets,
         log.clone(),
         sink.clone(),
@@ -83,8 +109,13 @@ async fn state_in(dir: &Path) -> (Arc<ApiState>, AuditLog, AuditSink) {
 }
 
 async fn serve() -> Served {
+    let config = Config { actions: actions_config(), ..Config::default() };
+    serve_with(config).await
+}
+
+async fn serve_with(config: Config) -> Served {
     let dir = tempfile::tempdir().unwrap();
-    let (state, log, sink) = state_in(dir.path()).await;
+    let (state, log, sink) = state_with(dir.path(), config).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
@@ -185,7 +216,8 @@ impl Served {
         let (_, safety) = self.get("/api/v1/safety").await;
         let (_, tickets) = self.get("/api/v1/tickets?status=all").await;
         let (_, actions) = self.get("/api/v1/actions").await;
-        json!({"safety": safety, "tickets": tickets, "actions": actions})
+        let (_, workflows) = self.get("/api/v1/workflows").await;
+        json!({"safety": safety, "tickets": tickets, "actions": actions, "workflows": workflows})
     }
 }
 
@@ -196,6 +228,10 @@ async fn mutating_routes_refuse_requests_without_the_token_audit_them_and_change
     let (status, created) = api.post("/api/v1/actions", &json!({"name": "log", "params": {"message": "hi"}})).await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let id = created["action"]["id"].as_str().unwrap().to_owned();
+    let (status, started) =
+        api.post("/api/v1/workflows", &json!({"name": "drain-store", "params": {"store": 1}})).await;
+    assert_eq!(status, StatusCode::CREATED, "{started}");
+    let run = started["workflow"]["id"].as_str().unwrap().to_owned();
     let before = api.snapshot().await;
 
     let reason = json!({"reason": "because"});
@@ -210,6 +246,11 @@ async fn mutating_routes_refuse_requests_without_the_token_audit_them_and_change
         ("/api/v1/safety/mode".into(), json!({"mode": "execute", "reason": "go"})),
         ("/api/v1/safety/kill-switch".into(), reason.clone()),
         ("/api/v1/safety/release".into(), reason.clone()),
+        ("/api/v1/workflows".into(), json!({"name": "drain-store", "params": {"store": 2}})),
+        (format!("/api/v1/workflows/{run}/approve"), reason.clone()),
+        (format!("/api/v1/workflows/{run}/reject"), reason.clone()),
+        (format!("/api/v1/workflows/{run}/cancel"), reason.clone()),
+        (format!("/api/v1/workflows/{run}/resume"), json!({})),
     ];
     let wrong = format!("Bearer {}", "0".repeat(64));
     let basic = format!("Basic {}", api.token);
@@ -560,8 +601,9 @@ async fn metrics_expose_every_family() {
     assert!(text.contains(r#"operator_tickets{status="open"} 1"#), "{text}");
     assert!(text.contains(r#"operator_tickets{status="resolved"} 0"#), "{text}");
     assert!(text.contains(r#"operator_actions{status="ready",outcome="none"} 0"#), "{text}");
-    // Executor::new asked both plugins for their catalogue; the audit observer counted it.
-    assert!(text.contains(r#"operator_plugin_calls_total{plugin="tikv",export="info",outcome="ok"} 1"#), "{text}");
+    // Executor::new asked both plugins for their catalogue and WorkflowEngine::new the subject
+    // for its conditions; the audit observer counted each call.
+    assert!(text.contains(r#"operator_plugin_calls_total{plugin="tikv",export="info",outcome="ok"} 2"#), "{text}");
     assert!(text.contains(r#"operator_plugin_call_duration_seconds_count{plugin="tools",export="info"} 1"#));
     assert!(text.contains("operator_monitor_cycle_duration_seconds_count 1"));
     assert!(
@@ -629,4 +671,288 @@ async fn reads_need_the_token_when_the_peer_is_unknown_and_the_unix_socket_is_lo
     assert!(api::bind_unix(&plain).is_err());
     assert_eq!(std::fs::read_to_string(&plain).unwrap(), "data");
     assert!(api::bind_unix(&socket).is_ok());
+}
+
+/// The workflow state changes in the audit log, as `(id, to, actor)`.
+async fn workflow_changes(api: &Served) -> Vec<(String, String, String)> {
+    api.sink.flush().await.unwrap();
+    api.log
+        .list(&AuditFilter { kind: Some("state-change".into()), ..AuditFilter::default() })
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r.event {
+            operator_host::audit::AuditEvent::StateChange { subject, id, to, actor, .. } if subject == "workflow" => {
+                Some((id, to, actor))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn problems(body: &Value) -> String {
+    body["problems"]
+        .as_array()
+        .map(|p| p.iter().map(|p| p.as_str().unwrap_or("")).collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflows_are_started_shown_decided_and_refused_with_clear_errors() {
+    let api = serve().await;
+    api.seed_ticket("T-000001", TicketStatus::Open);
+
+    let (status, defs) = api.get("/api/v1/workflows/definitions").await;
+    assert_eq!(status, StatusCode::OK, "{defs}");
+    let drain = defs["definitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["definition"]["name"] == "drain-store")
+        .unwrap_or_else(|| panic!("drain-store is defined: {defs}"));
+    assert_eq!(drain["plugin"], "tikv");
+    let steps: Vec<&str> =
+        drain["definition"]["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(steps, ["evict-leaders", "offline-store"]);
+    assert_eq!(defs["refused"], json!({}));
+
+    // Refused starts name what is wrong and store nothing.
+    let (status, body) = api.post("/api/v1/workflows", &json!({"name": "drain-everything"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("known: drain-store"), "{body}");
+    let (status, body) = api.post("/api/v1/workflows", &json!({"name": "drain-store"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(problems(&body).contains("parameter `store` is required"), "{body}");
+    let (status, body) =
+        api.post("/api/v1/workflows", &json!({"name": "drain-store", "params": {"store": "four"}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(problems(&body).contains("`store` must be a whole number"), "{body}");
+    let (status, body) =
+        api.post("/api/v1/workflows", &json!({"name": "drain-store", "params": {"store": 1, "colour": "red"}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(problems(&body).contains("`colour` is not a parameter of workflow `drain-store`"), "{body}");
+    let (status, body) = api.post("/api/v1/workflows", &json!({"name": "drain-store", "params": {"store": [1]}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("`params.store`"), "{body}");
+    let (status, body) =
+        api.post("/api/v1/workflows", &json!({"name": "drain-store", "params": {"store": 1}, "ticket": "T-404"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("`ticket`"), "{body}");
+    let (status, body) = api.post("/api/v1/workflows", &json!({"name": "drain-store", "parameters": {}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("`parameters`"), "{body}");
+    let (_, list) = api.get("/api/v1/workflows").await;
+    assert_eq!(list["workflows"], json!([]), "nothing refused was stored");
+
+    // Evict-leaders (medium) and offline-store (high) need approval: one covers the run.
+    let start =
+        |store: u64| json!({"name": "drain-store", "params": {"store": store}, "ticket": "T-000001", "by": "carol"});
+    let (status, body) = api.post("/api/v1/workflows", &start(1)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let run = &body["workflow"];
+    assert_eq!(run["status"], "awaiting-approval");
+    assert_eq!(run["definition"], "drain-store");
+    assert_eq!(run["plugin"], "tikv");
+    assert_eq!(run["started_by"], "api:carol");
+    assert_eq!(run["ticket"], "T-000001");
+    assert_eq!(run["params"], json!({"store": "1"}));
+    assert_eq!(run["steps"][0]["action"]["action"], "evict-leaders");
+    assert_eq!(run["steps"][0]["state"]["state"], "pending");
+    assert_eq!(run["steps"][1]["compensation"]["action"], "cancel-offline");
+    assert_eq!(run["history"][0]["actor"], "api:carol");
+    let first = run["id"].as_str().unwrap().to_owned();
+    let (_, body) = api.post("/api/v1/workflows", &start(2)).await;
+    let second = body["workflow"]["id"].as_str().unwrap().to_owned();
+    let (_, body) = api.post("/api/v1/workflows", &start(3)).await;
+    let third = body["workflow"]["id"].as_str().unwrap().to_owned();
+
+    let ids = |list: &Value| -> Vec<String> {
+        list["workflows"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect()
+    };
+    let (status, list) = api.get("/api/v1/workflows").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ids(&list), [third.clone(), second.clone(), first.clone()], "newest first");
+    let (_, waiting) = api.get("/api/v1/workflows?status=awaiting-approval").await;
+    assert_eq!(ids(&waiting).len(), 3);
+    let (status, body) = api.get("/api/v1/workflows?status=done").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("`status`"), "{body}");
+    assert!(body["error"].as_str().unwrap().contains("awaiting-approval"), "{body}");
+    let (status, _) = api.get("/api/v1/workflows?state=running").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, shown) = api.get(&format!("/api/v1/workflows/{first}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(shown["workflow"]["id"], first.as_str());
+    let (status, body) = api.get("/api/v1/workflows/W-999999").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"].as_str().unwrap().contains("W-999999"), "{body}");
+
+    let (status, body) =
+        api.post(&format!("/api/v1/workflows/{first}/approve"), &json!({"reason": "planned", "by": "dave"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["workflow"]["status"], "running");
+    assert_eq!(body["workflow"]["approval"]["by"], "api:dave");
+    assert_eq!(body["workflow"]["approval"]["approved"], true);
+    let (status, body) = api.post(&format!("/api/v1/workflows/{first}/approve"), &json!({"reason": "again"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["status"], "running");
+    let (status, body) = api.post(&format!("/api/v1/workflows/{first}/approve"), &json!({})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("missing field `reason`"), "{body}");
+    let (status, body) = api.post(&format!("/api/v1/workflows/{first}/resume"), &json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("only a failed or stopped workflow resumes"), "{body}");
+    let (status, body) = api.post(&format!("/api/v1/workflows/{first}/resume"), &json!({"reason": "x"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("unknown field `reason`"), "{body}");
+
+    let (status, body) = api.post(&format!("/api/v1/workflows/{second}/reject"), &json!({"reason": "not today"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["workflow"]["status"], "cancelled");
+    assert_eq!(body["workflow"]["approval"]["approved"], false);
+    let (status, body) =
+        api.post(&format!("/api/v1/workflows/{third}/cancel"), &json!({"reason": "wrong store"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["workflow"]["status"], "cancelled");
+    let (status, body) = api.post(&format!("/api/v1/workflows/{third}/cancel"), &json!({"reason": "twice"})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["status"], "cancelled");
+    let (status, _) = api.post("/api/v1/workflows/W-999999/approve", &json!({"reason": "x"})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Every change was audited, with the API's actors.
+    let changes = workflow_changes(&api).await;
+    let of = |id: &str| -> Vec<(String, String)> {
+        changes.iter().filter(|(i, _, _)| i == id).map(|(_, to, actor)| (to.clone(), actor.clone())).collect()
+    };
+    let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+    assert_eq!(of(&first), [pair("awaiting-approval", "api:carol"), pair("running", "api:dave")]);
+    assert_eq!(of(&second), [pair("awaiting-approval", "api:carol"), pair("cancelled", "api")]);
+    assert_eq!(of(&third), [pair("awaiting-approval", "api:carol"), pair("cancelled", "api")]);
+
+    let (_, body) = api.get("/api/v1/status").await;
+    assert_eq!(body["workflows"]["running"], 1, "{body}");
+    assert_eq!(body["workflows"]["cancelled"], 2, "{body}");
+    assert_eq!(body["workflows"].as_object().unwrap().len(), 7);
+
+    // Under the kill switch nothing starts.
+    let (status, _) = api.post("/api/v1/safety/kill-switch", &json!({"reason": "incident"})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = api.post("/api/v1/workflows", &start(4)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("kill switch"), "{body}");
+    let (_, list) = api.get("/api/v1/workflows").await;
+    assert_eq!(ids(&list).len(), 3);
+}
+
+/// What the daemon does each round, by hand: the cluster moves `sim_ms`, then observe, the
+/// executor's tick, the workflow engine's tick.
+async fn round(api: &Served, sim: &SimCluster, sim_ms: u64) {
+    if sim_ms > 0 {
+        sim.step(sim_ms);
+    }
+    // A wait holds only on an observation taken after the step's action completed (by the ms).
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let subject = api.state.subject.as_subject().unwrap();
+    let observation = subject.observe(&CallContext::default()).await.unwrap().expect("observe succeeds");
+    assert!(observation.complete, "{:?}", observation.errors);
+    *api.state.latest.write().unwrap() = Some(LatestObservation { observation, at_ms: now_ms(), violations: vec![] });
+    api.state.executor.tick(now_ms()).await.unwrap();
+    api.state.workflows.tick(now_ms()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kill_switch_stops_a_running_workflow_at_its_next_step_and_resume_waits_for_its_release() {
+    // A simulated cluster stepped by hand, granted to the TiKV plugin.
+    let sim = SimCluster::start(ClusterSpec { stores: 5, regions: 120, ..ClusterSpec::default() }, 0.0).await.unwrap();
+    sim.step(11_000);
+    let mut actions = actions_config();
+    actions.blast_radius.entity_cooldown_secs = 0;
+    let mut config = Config { actions, ..Config::default() };
+    config
+        .endpoints
+        .insert("pd".into(), EndpointConfig { urls: sim.pd_urls(), bearer_token_env: None, headers: BTreeMap::new() });
+    let grant = GrantSpec {
+        endpoint: Some("pd".into()),
+        url: None,
+        methods: vec!["GET".into(), "POST".into(), "DELETE".into()],
+        paths: vec!["/pd/api/v1/**".into()],
+    };
+    let settings = BTreeMap::from([("status-probes".to_owned(), "false".to_owned())]);
+    config.plugins.insert("tikv".into(), PluginConfig { grants: vec![grant], settings, ..PluginConfig::default() });
+    let api = serve_with(config).await;
+    let (status, _) = api.post("/api/v1/safety/mode", &json!({"mode": "execute", "reason": "drill"})).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, body) = api.post("/api/v1/workflows", &json!({"name": "drain-store", "params": {"store": 1}})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["workflow"]["id"].as_str().unwrap().to_owned();
+    let (status, _) = api.post(&format!("/api/v1/workflows/{id}/approve"), &json!({"reason": "maintenance"})).await;
+    assert_eq!(status, StatusCode::OK);
+    let path = format!("/api/v1/workflows/{id}");
+    let step_state = |run: &Value, i: usize| run["workflow"]["steps"][i]["state"]["state"].as_str().unwrap().to_owned();
+
+    // The cluster stands still: leaders are evicted by PD's scheduler only as it moves, so the
+    // first step waits for its condition.
+    let mut run = Value::Null;
+    for _ in 0..20 {
+        round(&api, &sim, 0).await;
+        run = api.get(&path).await.1;
+        if step_state(&run, 0) == "waiting" {
+            break;
+        }
+    }
+    assert_eq!(step_state(&run, 0), "waiting", "{run:#}");
+    let leaders = |sim: &SimCluster| sim.sim().store_stats()[&1].leader_count;
+    assert!(leaders(&sim) > 0);
+
+    let (status, body) = api.post("/api/v1/safety/kill-switch", &json!({"reason": "incident", "by": "erin"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The cluster moves on and the condition comes to hold, but the next step never starts.
+    for _ in 0..30 {
+        round(&api, &sim, 10_000).await;
+    }
+    assert_eq!(leaders(&sim), 0, "PD moved the leaders away");
+    let (_, mut run) = api.get(&path).await;
+    assert_eq!(run["workflow"]["status"], "stopped", "{run:#}");
+    assert_eq!(run["workflow"]["stopped_from"], "running");
+    assert_eq!(step_state(&run, 0), "waiting", "the first step keeps its effect");
+    assert_eq!(step_state(&run, 1), "pending", "the next step did not start");
+    assert_eq!(run["workflow"]["steps"][1]["actions"], json!([]));
+    let names: Vec<String> = api.state.executor.actions().iter().map(|a| a.name.clone()).collect();
+    assert_eq!(names, ["evict-leaders"], "nothing else was proposed");
+    assert_eq!(sim.sim().store(1).unwrap().state, tikv_sim::model::StoreState::Up);
+    let last = run["workflow"]["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!((last["from"].as_str(), last["to"].as_str()), (Some("running"), Some("stopped")), "{last}");
+
+    // Resume waits for the release, then the run goes on from where it stopped.
+    let (status, body) = api.post(&format!("/api/v1/workflows/{id}/resume"), &json!({})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("kill switch"), "{body}");
+    let (status, _) = api.post("/api/v1/safety/release", &json!({"reason": "over"})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api.post("/api/v1/safety/mode", &json!({"mode": "execute", "reason": "back"})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = api.post(&format!("/api/v1/workflows/{id}/resume"), &json!({"by": "erin"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["workflow"]["status"], "running");
+    for _ in 0..10 {
+        round(&api, &sim, 0).await;
+        run = api.get(&path).await.1;
+        if step_state(&run, 1) != "pending" {
+            break;
+        }
+    }
+    assert_eq!(step_state(&run, 0), "done", "{run:#}");
+    assert_ne!(step_state(&run, 1), "pending", "the next step started once resumed: {run:#}");
+    let names: Vec<String> = api.state.executor.actions().iter().rev().map(|a| a.name.clone()).collect();
+    assert_eq!(names, ["evict-leaders", "offline-store"]);
+
+    let changes = workflow_changes(&api).await;
+    let run_changes: Vec<(&str, &str)> =
+        changes.iter().filter(|(i, _, _)| i == &id).map(|(_, to, actor)| (to.as_str(), actor.as_str())).collect();
+    assert_eq!(
+        run_changes,
+        [("awaiting-approval", "api"), ("running", "api"), ("stopped", "workflow-engine"), ("running", "api:erin")]
+    );
+    sim.shutdown().await;
 }

@@ -188,3 +188,89 @@ fn a_ticket_can_be_diagnosed_again_from_the_command_line() {
     let missing = host(dir.path(), &["diagnose", "T-999999"]);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no ticket T-999999"));
 }
+
+#[test]
+fn workflows_are_started_approved_and_followed_through_the_running_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("operator.toml"),
+        "[api]\nlisten = \"127.0.0.1:0\"\n[monitor]\ninterval_ms = 500\n[actions]\ntick_ms = 250\nentity_cooldown_secs = 0\n",
+    )
+    .unwrap();
+    let mut daemon = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_operator-host"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args([
+                "run",
+                "--sim",
+                "--sim-speed",
+                "20",
+                "--sim-stores",
+                "5",
+                "--sim-regions",
+                "60",
+                "--mode",
+                "execute",
+            ])
+            .env("OPERATOR_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for(60, "the daemon's API", || dir.path().join("daemon.json").exists().then_some(()));
+
+    // Every command below goes through the API: the daemon holds the database.
+    let defs = json(dir.path(), &["workflows", "definitions", "--json"]);
+    assert_eq!(defs["definitions"][0]["definition"]["name"], "drain-store", "{defs}");
+    let text = String::from_utf8_lossy(&host(dir.path(), &["workflows", "definitions"]).stdout).into_owned();
+    assert!(text.contains("step offline-store: offline-store, then wait for store-state-is"), "{text}");
+    let bad = host(dir.path(), &["workflows", "start", "drain-store", "-p", "store=four"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("`store` must be a whole number"), "{bad:?}");
+
+    let run = json(dir.path(), &["workflows", "start", "drain-store", "-p", "store=2", "--json"]);
+    assert_eq!(run["status"], "awaiting-approval", "{run}");
+    let id = run["id"].as_str().unwrap().to_owned();
+    let listed = json(dir.path(), &["workflows", "list", "--status", "awaiting-approval", "--json"]);
+    assert_eq!(listed[0]["id"], id.as_str());
+    let approve = host(dir.path(), &["workflows", "approve", &id, "--reason", "decommission", "--by", "carol"]);
+    assert!(approve.status.success(), "{}", String::from_utf8_lossy(&approve.stderr));
+    assert!(String::from_utf8_lossy(&approve.stdout).contains("approved: running"));
+
+    let done = wait_for(90, "the drain to complete", || {
+        let run = json(dir.path(), &["workflows", "show", &id, "--json"]);
+        run["status"].as_str().is_some_and(|s| !matches!(s, "running" | "awaiting-approval")).then_some(run)
+    });
+    assert_eq!(done["status"], "completed", "{done:#}");
+    assert_eq!(done["approval"]["by"], "api:carol");
+    let shown = String::from_utf8_lossy(&host(dir.path(), &["workflows", "show", &id]).stdout).into_owned();
+    assert!(shown.contains("completed") && shown.contains("2. offline-store (after evict-leaders): done"), "{shown}");
+    let actions = json(dir.path(), &["actions", "list", "--status", "all", "--json"]);
+    let ours: Vec<(String, String)> = actions
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["workflow"]["workflow"] == id.as_str())
+        .map(|a| (a["name"].as_str().unwrap().to_owned(), a["status"].as_str().unwrap().to_owned()))
+        .collect();
+    let expected = [("offline-store", "completed"), ("evict-leaders", "completed")];
+    assert_eq!(ours, expected.map(|(a, b)| (a.to_owned(), b.to_owned())));
+
+    // A finished run cannot be resumed; under the kill switch nothing starts.
+    let resume = host(dir.path(), &["workflows", "resume", &id]);
+    assert!(!resume.status.success());
+    assert!(String::from_utf8_lossy(&resume.stderr).contains("only a failed or stopped workflow resumes"));
+    assert!(host(dir.path(), &["safety", "kill-switch", "--reason", "drill"]).status.success());
+    let refused = host(dir.path(), &["workflows", "start", "drain-store", "-p", "store=3"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("kill switch is on"), "{refused:?}");
+
+    unsafe_sigterm(daemon.0.id());
+    assert!(daemon.0.wait().unwrap().success());
+    let verify = host(dir.path(), &["audit", "verify"]);
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+    // Without the daemon the same commands read the database directly.
+    let listed = json(dir.path(), &["workflows", "list", "--json"]);
+    assert_eq!(listed[0]["status"], "completed");
+}

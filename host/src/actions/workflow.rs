@@ -78,7 +78,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, anyhow};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -1489,6 +1489,41 @@ pub fn resume(run: &WorkflowRun, by: &str, kill_switch: bool, now_ms: u64) -> Re
 
 // ───────────────────────────── the engine ─────────────────────────────
 
+/// Why a workflow did not start; nothing was stored.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// No loaded plugin defines a workflow of that name.
+    #[error("no workflow named `{name}` (known: {known})")]
+    Unknown {
+        /// The name asked for.
+        name: String,
+        /// The names that can be started, comma-separated.
+        known: String,
+    },
+    /// The definition exists but was kept out when it was loaded.
+    #[error("workflow `{name}` was refused when it was loaded:\n  - {}", problems.join("\n  - "))]
+    Refused {
+        /// The workflow.
+        name: String,
+        /// Its problems.
+        problems: Vec<String>,
+    },
+    /// The kill switch is on.
+    #[error("the kill switch is on: no workflow starts until it is released (`operator-host safety release`)")]
+    KillSwitch,
+    /// The parameters are missing, unknown or do not fit the steps' schemas.
+    #[error("invalid parameters for workflow `{name}`:\n  - {}", problems.join("\n  - "))]
+    InvalidParams {
+        /// The workflow.
+        name: String,
+        /// Every problem.
+        problems: Vec<String>,
+    },
+    /// Storage or audit failed.
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
 /// A definition the engine can start, with the plugin that ships it.
 #[derive(Debug, Clone)]
 pub struct Definition {
@@ -1658,6 +1693,10 @@ impl WorkflowEngine {
     /// Starts a workflow: checks and types every parameter of every step (nothing is stored on a
     /// problem), then stores the run awaiting approval or running. Its first steps are proposed
     /// at the next [`WorkflowEngine::tick`].
+    ///
+    /// # Errors
+    /// The kinds of [`StartError`], so that a caller (the API) can tell a bad request from a
+    /// failure of the host.
     pub async fn start(
         &self,
         name: &str,
@@ -1665,30 +1704,27 @@ impl WorkflowEngine {
         ticket: Option<String>,
         by: &str,
         now_ms: u64,
-    ) -> Result<WorkflowRun> {
+    ) -> Result<WorkflowRun, StartError> {
         let Some(definition) = self.definitions.get(name) else {
             if let Some(problems) = self.refused.get(name) {
-                bail!("workflow `{name}` was refused when it was loaded:\n  - {}", problems.join("\n  - "));
+                return Err(StartError::Refused { name: name.into(), problems: problems.clone() });
             }
             let known: Vec<&str> = self.definitions.keys().map(String::as_str).collect();
-            bail!(
-                "no workflow named `{name}` (known: {})",
-                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
-            );
+            let known = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
+            return Err(StartError::Unknown { name: name.into(), known });
         };
         if self.executor.safety().kill_switch {
-            bail!("the kill switch is on: no workflow starts until it is released (`operator-host safety release`)");
+            return Err(StartError::KillSwitch);
         }
-        let steps = resolve(&definition.def, &params, &self.catalogue).map_err(|problems| {
-            anyhow!("invalid parameters for workflow `{name}`:\n  - {}", problems.join("\n  - "))
-        })?;
+        let steps = resolve(&definition.def, &params, &self.catalogue)
+            .map_err(|problems| StartError::InvalidParams { name: name.into(), problems })?;
         let needs_approval = self.needs_approval(&steps);
         let _guard = self.lock.lock().await;
         let id = self.store.next_id()?;
         let advance =
             new_run(&id, &definition.def, &definition.plugin, params, steps, needs_approval, ticket, by, now_ms);
         for event in &advance.events {
-            self.sink.record_durable(audit_event(&advance.run, event)).await?;
+            self.sink.record_durable(audit_event(&advance.run, event)).await.map_err(anyhow::Error::from)?;
         }
         self.store.save(&advance.run)?;
         Ok(advance.run)

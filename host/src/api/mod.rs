@@ -12,6 +12,12 @@
 //! | `GET /api/v1/actions/{id}` | read | an action and why it waits |
 //! | `POST /api/v1/actions` | token | `{"name", "params"?: {..} \| "params_text"?: ["k=v"], "ticket"?, "at_ms"?, "by"?}`: propose (201) |
 //! | `POST /api/v1/actions/{id}/approve\|reject\|cancel` | token | `{"reason", "by"?}` |
+//! | `GET /api/v1/workflows?status=<status>\|active\|all` | read | workflow runs, newest first (default `all`) |
+//! | `GET /api/v1/workflows/definitions` | read | the workflows the plugins define, and those refused with their problems |
+//! | `GET /api/v1/workflows/{id}` | read | a run with its steps and history |
+//! | `POST /api/v1/workflows` | token | `{"name", "params"?: {..}, "ticket"?, "by"?}`: start (201) |
+//! | `POST /api/v1/workflows/{id}/approve\|reject\|cancel` | token | `{"reason", "by"?}` |
+//! | `POST /api/v1/workflows/{id}/resume` | token | `{"by"?}`: a failed run, or one the kill switch stopped once it is released |
 //! | `GET /api/v1/safety` | read | the safety switches |
 //! | `POST /api/v1/safety/mode` | token | `{"mode": "observe"\|"execute", "reason", "by"?}` |
 //! | `POST /api/v1/safety/kill-switch` | token | `{"reason", "by"?}`: observe mode, pending actions cancelled |
@@ -51,6 +57,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::actions::executor::Executor;
+use crate::actions::workflow::WorkflowEngine;
 use crate::audit::{AuditEvent, AuditLog, AuditSink, now_ms};
 use crate::monitor::tickets::TicketStore;
 use crate::monitor::{LatestObservation, SharedObservation};
@@ -167,6 +174,8 @@ fn entity_json(entity: &types::EntitySummary) -> Value {
 pub struct ApiState {
     /// The action engine (actions, safety switches).
     pub executor: Arc<Executor>,
+    /// The workflow engine (runs, definitions), over the same executor.
+    pub workflows: Arc<WorkflowEngine>,
     /// The tickets.
     pub tickets: TicketStore,
     /// The audit log, for queries and verification.
@@ -194,6 +203,7 @@ impl ApiState {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         executor: Arc<Executor>,
+        workflows: Arc<WorkflowEngine>,
         tickets: TicketStore,
         audit_log: AuditLog,
         sink: AuditSink,
@@ -205,6 +215,7 @@ impl ApiState {
     ) -> ApiState {
         ApiState {
             executor,
+            workflows,
             tickets,
             audit_log,
             sink,
@@ -237,6 +248,13 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/actions/{id}/approve", post(routes::approve))
         .route("/api/v1/actions/{id}/reject", post(routes::reject))
         .route("/api/v1/actions/{id}/cancel", post(routes::cancel))
+        .route("/api/v1/workflows", get(routes::workflows).post(routes::start_workflow))
+        .route("/api/v1/workflows/definitions", get(routes::workflow_definitions))
+        .route("/api/v1/workflows/{id}", get(routes::workflow))
+        .route("/api/v1/workflows/{id}/approve", post(routes::approve_workflow))
+        .route("/api/v1/workflows/{id}/reject", post(routes::reject_workflow))
+        .route("/api/v1/workflows/{id}/cancel", post(routes::cancel_workflow))
+        .route("/api/v1/workflows/{id}/resume", post(routes::resume_workflow))
         .route("/api/v1/safety", get(routes::safety))
         .route("/api/v1/safety/mode", post(routes::set_mode))
         .route("/api/v1/safety/kill-switch", post(routes::kill))

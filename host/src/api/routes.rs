@@ -17,6 +17,7 @@ use super::error::ApiError;
 use crate::actions::executor::{Proposal, ProposalParams, ProposeError};
 use crate::actions::ledger::{self, ALL_STATUSES, Action, ActionStatus};
 use crate::actions::policy::Mode;
+use crate::actions::workflow::{self, ALL_WORKFLOW_STATUSES, StartError, WorkflowStatus};
 use crate::audit::{AuditEvent, AuditFilter, now_ms};
 use crate::monitor::tickets::{SnapshotKind, Ticket, TicketStatus};
 
@@ -148,6 +149,10 @@ pub(super) async fn status(State(state): State<Arc<ApiState>>) -> Reply {
     let actions = state.executor.actions();
     let all: Vec<&str> = ALL_STATUSES.iter().map(|s| s.as_str()).collect();
     let action_counts = count_by(actions.iter().map(|a| a.status.as_str()), &all);
+    let runs = state.workflows.store().clone();
+    let runs = blocking(move || runs.list(None)).await?;
+    let all_runs: Vec<&str> = ALL_WORKFLOW_STATUSES.iter().map(|s| s.as_str()).collect();
+    let workflow_counts = count_by(runs.iter().map(|r| r.status.as_str()), &all_runs);
     ok(json!({
         "mode": safety.mode.as_str(),
         "kill_switch": safety.kill_switch,
@@ -158,6 +163,7 @@ pub(super) async fn status(State(state): State<Arc<ApiState>>) -> Reply {
         "entities_error": entities_error,
         "tickets": ticket_counts,
         "actions": action_counts,
+        "workflows": workflow_counts,
         "started_at_ms": state.started_at_ms,
         "uptime_secs": now.saturating_sub(state.started_at_ms) / 1000,
         "now_ms": now,
@@ -376,6 +382,164 @@ pub(super) async fn reject(State(state): State<Arc<ApiState>>, Path(id): Path<St
 
 pub(super) async fn cancel(State(state): State<Arc<ApiState>>, Path(id): Path<String>, bytes: Bytes) -> Reply {
     decide(&state, &id, Decide::Cancel, &bytes).await
+}
+
+fn workflow_not_found(id: &str) -> ApiError {
+    ApiError::not_found(format!("no workflow {id}"))
+}
+
+pub(super) async fn workflows(State(state): State<Arc<ApiState>>, RawQuery(raw): RawQuery) -> Reply {
+    let params = query(raw.as_deref(), &["status"])?;
+    let status = params.get("status").map_or("all", String::as_str).to_owned();
+    let wanted = match status.as_str() {
+        "all" | "active" => None,
+        other => Some(
+            WorkflowStatus::parse(other)
+                .map_err(|e| ApiError::bad_request(format!("query parameter `status`: {e}, active or all")))?,
+        ),
+    };
+    let store = state.workflows.store().clone();
+    let mut list = blocking(move || store.list(wanted)).await?;
+    if status == "active" {
+        list.retain(|r| !r.status.is_settled());
+    }
+    ok(json!({ "workflows": list }))
+}
+
+pub(super) async fn workflow(State(state): State<Arc<ApiState>>, Path(id): Path<String>) -> Reply {
+    let store = state.workflows.store().clone();
+    let lookup = id.clone();
+    let run = blocking(move || store.get(&lookup)).await?.ok_or_else(|| workflow_not_found(&id))?;
+    ok(json!({ "workflow": run }))
+}
+
+pub(super) async fn workflow_definitions(State(state): State<Arc<ApiState>>) -> Reply {
+    let definitions: Vec<Value> =
+        state.workflows.definitions().iter().map(|d| json!({ "plugin": d.plugin, "definition": d.def })).collect();
+    ok(json!({ "definitions": definitions, "refused": state.workflows.refused() }))
+}
+
+/// `POST workflows`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    name: String,
+    /// The workflow's parameters: strings, or numbers and booleans written as text.
+    #[serde(default)]
+    params: Map<String, Value>,
+    ticket: Option<String>,
+    by: Option<String>,
+}
+
+pub(super) async fn start_workflow(State(state): State<Arc<ApiState>>, bytes: Bytes) -> Reply {
+    let parsed: StartBody = body(&bytes)?;
+    required("name", &parsed.name)?;
+    let by = actor(parsed.by.as_deref())?;
+    let mut params = BTreeMap::new();
+    for (name, value) in parsed.params {
+        let text = match value {
+            Value::String(text) => text,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "field `params.{name}` must be a string, a number or a boolean, not {other}"
+                )));
+            }
+        };
+        params.insert(name, text);
+    }
+    if let Some(ticket) = &parsed.ticket {
+        let store = state.tickets.clone();
+        let lookup = ticket.clone();
+        if blocking(move || store.get(&lookup)).await?.is_none() {
+            return Err(ApiError::not_found(format!("field `ticket`: no ticket {ticket}")));
+        }
+    }
+    match state.workflows.start(&parsed.name, params, parsed.ticket, &by, now_ms()).await {
+        Ok(run) => Ok((StatusCode::CREATED, Json(json!({ "workflow": run }))).into_response()),
+        Err(error) => Err(start_error(error)),
+    }
+}
+
+fn start_error(error: StartError) -> ApiError {
+    let message = error.to_string();
+    match error {
+        StartError::Unknown { .. } => ApiError::not_found(message),
+        StartError::InvalidParams { problems, .. } => ApiError::bad_request(message).with("problems", json!(problems)),
+        StartError::Refused { problems, .. } => ApiError::conflict(message).with("problems", json!(problems)),
+        StartError::KillSwitch => ApiError::conflict(message),
+        StartError::Other(e) => ApiError::internal(format!("{e:#}")),
+    }
+}
+
+/// What a human does to a workflow run.
+#[derive(Clone, Copy)]
+enum DecideRun {
+    Approve,
+    Reject,
+    Cancel,
+    Resume,
+}
+
+/// `POST workflows/{id}/resume`: only who resumes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResumeBody {
+    by: Option<String>,
+}
+
+async fn decide_run(state: &ApiState, id: &str, what: DecideRun, bytes: &Bytes) -> Reply {
+    let (reason, by) = match what {
+        DecideRun::Resume => {
+            let parsed: ResumeBody = body(bytes)?;
+            (String::new(), actor(parsed.by.as_deref())?)
+        }
+        _ => ReasonBody::parse(bytes)?,
+    };
+    let store = state.workflows.store().clone();
+    let lookup = id.to_owned();
+    let run = blocking(move || store.get(&lookup)).await?.ok_or_else(|| workflow_not_found(id))?;
+    let now = now_ms();
+    let kill = state.executor.safety().kill_switch;
+    // The pure state machine says whether the run's state allows it; the engine checks again.
+    let check = match what {
+        DecideRun::Approve => workflow::approve(&run, &by, &reason, now).map(drop),
+        DecideRun::Reject => workflow::reject(&run, &by, &reason, now).map(drop),
+        DecideRun::Cancel => workflow::cancel(&run, &by, &reason, now).map(drop),
+        DecideRun::Resume => workflow::resume(&run, &by, kill, now).map(drop),
+    };
+    if let Err(message) = check {
+        return Err(ApiError::conflict(message).with("status", json!(run.status)));
+    }
+    let engine = &state.workflows;
+    let run = match what {
+        DecideRun::Approve => engine.approve(id, &by, &reason, now).await?,
+        DecideRun::Reject => engine.reject(id, &by, &reason, now).await?,
+        DecideRun::Cancel => engine.cancel(id, &by, &reason, now).await?,
+        DecideRun::Resume => engine.resume(id, &by, now).await?,
+    };
+    ok(json!({ "workflow": run }))
+}
+
+pub(super) async fn approve_workflow(
+    State(state): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Reply {
+    decide_run(&state, &id, DecideRun::Approve, &bytes).await
+}
+
+pub(super) async fn reject_workflow(State(state): State<Arc<ApiState>>, Path(id): Path<String>, bytes: Bytes) -> Reply {
+    decide_run(&state, &id, DecideRun::Reject, &bytes).await
+}
+
+pub(super) async fn cancel_workflow(State(state): State<Arc<ApiState>>, Path(id): Path<String>, bytes: Bytes) -> Reply {
+    decide_run(&state, &id, DecideRun::Cancel, &bytes).await
+}
+
+pub(super) async fn resume_workflow(State(state): State<Arc<ApiState>>, Path(id): Path<String>, bytes: Bytes) -> Reply {
+    decide_run(&state, &id, DecideRun::Resume, &bytes).await
 }
 
 pub(super) async fn safety(State(state): State<Arc<ApiState>>) -> Reply {

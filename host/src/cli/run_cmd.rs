@@ -80,6 +80,7 @@ pub(super) async fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
     let token = crate::api::ApiToken::load_or_create(&context.data_dir)?;
     let state = Arc::new(crate::api::ApiState::new(
         executor.clone(),
+        pipeline.workflows.clone(),
         pipeline.tickets.clone(),
         pipeline.log.clone(),
         pipeline.sink.clone(),

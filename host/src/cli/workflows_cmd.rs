@@ -1,5 +1,6 @@
-//! `operator-host workflows …`: start, approve, resume and follow workflows. Without a running
-//! daemon these open the data directory directly; the daemon's loop advances the runs.
+//! `operator-host workflows …`: start, approve, resume and follow workflows. While a daemon runs
+//! these go through its API (redb admits one process); without one they open the data directory
+//! directly, and the daemon's loop advances the runs once it starts.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -12,7 +13,9 @@ use super::actions_cmd::whoami;
 use super::{Context, fit, format_time, terminal_width};
 use crate::actions::executor::Executor;
 use crate::actions::store::ActionStore;
-use crate::actions::workflow::{EngineSettings, StepState, WorkflowEngine, WorkflowRun, WorkflowStatus};
+use crate::actions::workflow::{
+    Definition, EngineSettings, StepState, WorkflowDef, WorkflowEngine, WorkflowRun, WorkflowStatus,
+};
 use crate::actions::workflow_store::WorkflowStore;
 use crate::audit::{AuditSink, now_ms};
 use crate::monitor::tickets::TicketStore;
@@ -144,8 +147,140 @@ fn parse_params(pairs: &[String]) -> Result<BTreeMap<String, String>> {
     Ok(out)
 }
 
-/// Runs a `workflows` command.
+fn print_definitions(defs: &[Definition], refused: &BTreeMap<String, Vec<String>>) {
+    for d in defs {
+        let params: Vec<String> = d.def.params.iter().map(|p| format!("{}=…", p.name)).collect();
+        println!("{} ({}; approval: {}) {}", d.def.name, d.plugin, d.def.approval.as_str(), params.join(" "));
+        if !d.def.description.is_empty() {
+            println!("  {}", d.def.description);
+        }
+        for p in &d.def.params {
+            println!("  param {}: {}", p.name, p.description);
+        }
+        for s in &d.def.steps {
+            let wait = s
+                .wait_for
+                .as_ref()
+                .map(|w| format!(", then wait for {} (≤ {} s)", w.condition, w.timeout_secs))
+                .unwrap_or_default();
+            println!("  step {}: {}{wait}", s.name, s.action);
+        }
+    }
+    for (name, problems) in refused {
+        println!("{name}: REFUSED");
+        for p in problems {
+            println!("  - {p}");
+        }
+    }
+    if defs.is_empty() && refused.is_empty() {
+        println!("no workflows are defined by the loaded plugins");
+    }
+}
+
+fn print_started(run: &WorkflowRun, json: bool, daemon_runs: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(run)?);
+        return Ok(());
+    }
+    println!("workflow {} started: {} {} — {}", run.id, run.definition, run.params_text(), run.status);
+    if run.status == WorkflowStatus::AwaitingApproval {
+        println!("approve every step at once with: operator-host workflows approve {} --reason \"…\"", run.id);
+    }
+    if daemon_runs {
+        println!("the daemon runs its steps; follow with: operator-host workflows show {}", run.id);
+    } else {
+        println!(
+            "the daemon (`operator-host run`) runs its steps; follow with: operator-host workflows show {}",
+            run.id
+        );
+    }
+    Ok(())
+}
+
+/// The run in a reply of the daemon's API.
+fn reply_run(reply: &serde_json::Value) -> Result<WorkflowRun> {
+    serde_json::from_value(reply["workflow"].clone()).map_err(|e| anyhow!("the daemon's reply is not a workflow: {e}"))
+}
+
+async fn workflows_via_api(client: super::client::ApiClient, command: WorkflowsCommand) -> Result<ExitCode> {
+    let by = whoami();
+    match command {
+        WorkflowsCommand::List { status, json } => {
+            let reply = client.get(&format!("workflows?status={status}")).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reply["workflows"])?);
+            } else {
+                let list: Vec<WorkflowRun> = serde_json::from_value(reply["workflows"].clone())?;
+                if list.is_empty() {
+                    println!("no workflows ({status})");
+                } else {
+                    print_runs(&list);
+                }
+            }
+        }
+        WorkflowsCommand::Show { id, json } => {
+            let reply = client.get(&format!("workflows/{id}")).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reply["workflow"])?);
+            } else {
+                print!("{}", render_run(&reply_run(&reply)?));
+            }
+        }
+        WorkflowsCommand::Definitions { json } => {
+            let reply = client.get("workflows/definitions").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&reply)?);
+            } else {
+                #[derive(serde::Deserialize)]
+                struct Listed {
+                    plugin: String,
+                    definition: WorkflowDef,
+                }
+                let listed: Vec<Listed> = serde_json::from_value(reply["definitions"].clone())?;
+                let defs: Vec<Definition> =
+                    listed.into_iter().map(|l| Definition { plugin: l.plugin, def: l.definition }).collect();
+                let refused: BTreeMap<String, Vec<String>> = serde_json::from_value(reply["refused"].clone())?;
+                print_definitions(&defs, &refused);
+            }
+        }
+        WorkflowsCommand::Start { name, params, ticket, json } => {
+            let params = parse_params(&params)?;
+            let mut body = serde_json::json!({"name": name, "params": params, "by": by});
+            if let Some(ticket) = ticket {
+                body["ticket"] = ticket.into();
+            }
+            let reply = client.post("workflows", body).await?;
+            print_started(&reply_run(&reply)?, json, true)?;
+        }
+        WorkflowsCommand::Approve { id, reason, by: who } => {
+            let body = serde_json::json!({"reason": reason, "by": who.unwrap_or(by)});
+            let run = reply_run(&client.post(&format!("workflows/{id}/approve"), body).await?)?;
+            println!("workflow {} approved: {}", run.id, run.status);
+        }
+        WorkflowsCommand::Reject { id, reason, by: who } => {
+            let body = serde_json::json!({"reason": reason, "by": who.unwrap_or(by)});
+            let run = reply_run(&client.post(&format!("workflows/{id}/reject"), body).await?)?;
+            println!("workflow {} rejected: {}", run.id, run.status);
+        }
+        WorkflowsCommand::Resume { id } => {
+            let run = reply_run(&client.post(&format!("workflows/{id}/resume"), serde_json::json!({"by": by})).await?)?;
+            println!("workflow {} resumed: {}", run.id, run.status);
+        }
+        WorkflowsCommand::Cancel { id, reason } => {
+            let body = serde_json::json!({"reason": reason, "by": by});
+            let run = reply_run(&client.post(&format!("workflows/{id}/cancel"), body).await?)?;
+            println!("workflow {} cancelled", run.id);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a `workflows` command: through the daemon's API while one runs, else on the data
+/// directory directly.
 pub async fn run_workflows(context: &Context, command: WorkflowsCommand) -> Result<ExitCode> {
+    if let Some(client) = super::client::ApiClient::discover(&context.data_dir).await {
+        return workflows_via_api(client, command).await;
+    }
     match command {
         WorkflowsCommand::List { status, json } => {
             let store = WorkflowStore::new(crate::store::Store::open(&context.data_dir)?);
@@ -182,39 +317,8 @@ pub async fn run_workflows(context: &Context, command: WorkflowsCommand) -> Resu
                 let value = serde_json::json!({ "definitions": defs, "refused": engine.refused() });
                 println!("{}", serde_json::to_string_pretty(&value)?);
             } else {
-                for d in engine.definitions() {
-                    let params: Vec<String> = d.def.params.iter().map(|p| format!("{}=…", p.name)).collect();
-                    println!(
-                        "{} ({}; approval: {}) {}",
-                        d.def.name,
-                        d.plugin,
-                        d.def.approval.as_str(),
-                        params.join(" ")
-                    );
-                    if !d.def.description.is_empty() {
-                        println!("  {}", d.def.description);
-                    }
-                    for p in &d.def.params {
-                        println!("  param {}: {}", p.name, p.description);
-                    }
-                    for s in &d.def.steps {
-                        let wait = s
-                            .wait_for
-                            .as_ref()
-                            .map(|w| format!(", then wait for {} (≤ {} s)", w.condition, w.timeout_secs))
-                            .unwrap_or_default();
-                        println!("  step {}: {}{wait}", s.name, s.action);
-                    }
-                }
-                for (name, problems) in engine.refused() {
-                    println!("{name}: REFUSED");
-                    for p in problems {
-                        println!("  - {p}");
-                    }
-                }
-                if engine.definitions().is_empty() && engine.refused().is_empty() {
-                    println!("no workflows are defined by the loaded plugins");
-                }
+                let defs: Vec<Definition> = engine.definitions().into_iter().cloned().collect();
+                print_definitions(&defs, engine.refused());
             }
         }
         WorkflowsCommand::Start { name, params, ticket, json } => {
@@ -222,21 +326,7 @@ pub async fn run_workflows(context: &Context, command: WorkflowsCommand) -> Resu
             let (engine, sink) = direct_engine(context).await?;
             let run = engine.start(&name, params, ticket, &whoami(), now_ms()).await?;
             sink.flush().await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&run)?);
-            } else {
-                println!("workflow {} started: {} {} — {}", run.id, run.definition, run.params_text(), run.status);
-                if run.status == WorkflowStatus::AwaitingApproval {
-                    println!(
-                        "approve every step at once with: operator-host workflows approve {} --reason \"…\"",
-                        run.id
-                    );
-                }
-                println!(
-                    "the daemon (`operator-host run`) runs its steps; follow with: operator-host workflows show {}",
-                    run.id
-                );
-            }
+            print_started(&run, json, false)?;
         }
         WorkflowsCommand::Approve { id, reason, by } => {
             let (engine, sink) = direct_engine(context).await?;
