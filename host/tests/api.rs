@@ -956,3 +956,62 @@ async fn the_kill_switch_stops_a_running_workflow_at_its_next_step_and_resume_wa
     );
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_left_waiting_by_a_cancellation_cut_short_by_a_crash_never_runs() {
+    let sim = SimCluster::start(ClusterSpec { stores: 5, regions: 120, ..ClusterSpec::default() }, 0.0).await.unwrap();
+    sim.step(11_000);
+    let mut config = Config { actions: actions_config(), ..Config::default() };
+    config
+        .endpoints
+        .insert("pd".into(), EndpointConfig { urls: sim.pd_urls(), bearer_token_env: None, headers: BTreeMap::new() });
+    let grant = GrantSpec {
+        endpoint: Some("pd".into()),
+        url: None,
+        methods: vec!["GET".into(), "POST".into(), "DELETE".into()],
+        paths: vec!["/pd/api/v1/**".into()],
+    };
+    let settings = BTreeMap::from([("status-probes".to_owned(), "false".to_owned())]);
+    config.plugins.insert("tikv".into(), PluginConfig { grants: vec![grant], settings, ..PluginConfig::default() });
+    let api = serve_with(config).await;
+    api.post("/api/v1/safety/mode", &json!({"mode": "execute", "reason": "drill"})).await;
+    let (_, body) = api.post("/api/v1/workflows", &json!({"name": "drain-store", "params": {"store": 1}})).await;
+    let id = body["workflow"]["id"].as_str().unwrap().to_owned();
+    api.post(&format!("/api/v1/workflows/{id}/approve"), &json!({"reason": "maintenance"})).await;
+    // The engine proposes the first step's action; the executor has not started it yet.
+    round(&api, &sim, 0).await;
+    let engine = &api.state.workflows;
+    let run = engine.run(&id).unwrap().unwrap();
+    let [action] = &run.watched_actions()[..] else { panic!("one action proposed: {run:#?}") };
+    assert_eq!(api.state.executor.action(action).unwrap().status, operator_host::actions::ledger::ActionStatus::Ready);
+
+    // The cancellation is written, and the process dies before it cancels the action.
+    let cancelled = operator_host::actions::workflow::cancel(&run, "api", "wrong store", now_ms()).unwrap();
+    engine.store().save(&cancelled.run).unwrap();
+
+    // The restarted daemon builds its engine before its executor runs anything.
+    let settings = EngineSettings {
+        approval: actions_config().approval,
+        stale_after_ms: 30_000,
+        latest: api.state.latest.clone(),
+    };
+    let restarted = WorkflowEngine::new(
+        api.state.executor.clone(),
+        api.state.subject.clone(),
+        None,
+        engine.store().clone(),
+        api.sink.clone(),
+        settings,
+    )
+    .await
+    .unwrap();
+    let left = api.state.executor.action(action).unwrap();
+    assert_eq!(left.status, operator_host::actions::ledger::ActionStatus::Cancelled, "{left:#?}");
+    assert!(left.history.last().unwrap().reason.contains(&format!("workflow {id} was cancelled")), "{left:#?}");
+    api.state.executor.tick(now_ms()).await.unwrap();
+    restarted.tick(now_ms()).await.unwrap();
+    let pd = sim.pd_urls()[0].clone();
+    let schedulers = reqwest::get(format!("{pd}/pd/api/v1/schedulers")).await.unwrap().text().await.unwrap();
+    assert!(!schedulers.contains("evict-leader-scheduler"), "nothing reached PD: {schedulers}");
+    sim.shutdown().await;
+}

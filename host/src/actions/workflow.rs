@@ -1585,7 +1585,8 @@ fn audit_event(run: &WorkflowRun, event: &WorkflowEvent) -> AuditEvent {
 impl WorkflowEngine {
     /// An engine over the executor, with the workflows of the subject's and the tools' manifests
     /// checked against the catalogue. Definitions with problems are kept out and listed by
-    /// [`WorkflowEngine::refused`].
+    /// [`WorkflowEngine::refused`]. Actions left waiting by cancelled runs are cancelled (see
+    /// [`WorkflowEngine::tick`]).
     pub async fn new(
         executor: Arc<Executor>,
         subject: Arc<Plugin>,
@@ -1617,6 +1618,11 @@ impl WorkflowEngine {
                 tracing::warn!(plugin = %plugin.name(), "workflow refused: {problem}");
             }
         }
+        // Before anything else runs (the daemon starts its executor after this): a previous
+        // process may have died between cancelling a run and cancelling its actions.
+        let cancelled =
+            engine.store.all()?.into_iter().filter(|r| r.status == WorkflowStatus::Cancelled).map(|r| r.id).collect();
+        engine.cancel_leftovers(&cancelled).await;
         Ok(engine)
     }
 
@@ -1778,13 +1784,48 @@ impl WorkflowEngine {
     }
 
     /// One round over the running and compensating workflows: each moves as far as it can now.
+    /// Actions of cancelled runs that have not started are cancelled too: a cancellation is
+    /// written before its actions are cancelled, so a crash in between would leave them to run.
     pub async fn tick(&self, now_ms: u64) -> Result<()> {
         let _guard = self.lock.lock().await;
         let kill = self.executor.safety().kill_switch;
-        for run in self.store.active()? {
-            self.advance_run(run, kill, now_ms).await?;
+        let mut cancelled = BTreeSet::new();
+        for run in self.store.all()? {
+            match run.status {
+                WorkflowStatus::Running | WorkflowStatus::Compensating => {
+                    self.advance_run(run, kill, now_ms).await?;
+                }
+                WorkflowStatus::Cancelled => {
+                    cancelled.insert(run.id);
+                }
+                _ => {}
+            }
         }
+        self.cancel_leftovers(&cancelled).await;
         Ok(())
+    }
+
+    /// Cancels the actions of cancelled runs that have not started. A cancellation is written
+    /// before its actions are cancelled, and an action may be stored before the run records it;
+    /// after a crash in either gap, such an action would otherwise run for a workflow that no
+    /// longer exists. An executing action finishes (it cannot be called back).
+    async fn cancel_leftovers(&self, cancelled: &BTreeSet<String>) {
+        if cancelled.is_empty() {
+            return;
+        }
+        let commands: Vec<Command> = self
+            .executor
+            .actions()
+            .into_iter()
+            .filter(|a| !a.status.is_final() && a.status != ActionStatus::Executing)
+            .filter_map(|a| {
+                let run = &a.workflow.as_ref()?.workflow;
+                cancelled
+                    .contains(run)
+                    .then(|| Command::Cancel { action: a.id, reason: format!("workflow {run} was cancelled") })
+            })
+            .collect();
+        self.run_cancels(&commands, ENGINE).await;
     }
 
     async fn advance_run(&self, mut run: WorkflowRun, kill: bool, now_ms: u64) -> Result<WorkflowRun> {
