@@ -20,8 +20,13 @@ pub const HOT_READ_BYTES: u64 = 8 << 10;
 /// A region counts as hot in the hotspot API once it has been hot this many heartbeats in a row
 /// (`hot-region-cache-hits-threshold`).
 pub const HOT_DEGREE_SHOWN: u64 = 3;
-/// Regions below this share of the hottest region's rate are not listed.
-const HOT_SHARE: f64 = 0.1;
+/// PD's hot peer cache ranks each store's peers and keeps as hot only those above the minimum hot
+/// thresholds and `HotThresholdRatio` (0.8) times the `TopNN`-th (60th) largest flow of the store
+/// (`pkg/statistics/hot_peer_cache.go`, `calcHotThresholds`): every store lists its own hottest
+/// peers, about 60 however many it holds, whatever the other stores carry.
+const TOP_N: usize = 60;
+/// See [`TOP_N`].
+const HOT_THRESHOLD_RATIO: f64 = 0.8;
 
 /// SplitMix64: cheap deterministic noise that needs no shared random generator.
 pub(crate) fn mix(mut x: u64) -> u64 {
@@ -140,8 +145,8 @@ impl Simulation {
         Ok(())
     }
 
-    /// The hot regions PD would show for a flow: hot for at least three reports in a row and
-    /// carrying at least a tenth of the hottest region's rate.
+    /// The hot regions PD would show for a flow: hot for at least three reports in a row and among
+    /// the hottest peers of their store (see [`TOP_N`]).
     pub fn hot_regions(&self, flow: Flow) -> HotRegionsView {
         let secs = (REGION_HEARTBEAT_MS / 1000) as f64;
         let rate = |r: &Region| match flow {
@@ -153,21 +158,39 @@ impl Simulation {
             Flow::Read => r.hot_read_degree,
         };
         let hot: Vec<&Region> = self.regions.iter().filter(|r| degree(r) >= HOT_DEGREE_SHOWN).collect();
-        let top = hot.iter().map(|r| rate(r)).fold(0.0, f64::max);
+        // Each store's threshold: reads count on the leader, writes on every peer.
+        let mut per_store: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+        for region in &hot {
+            let leader = region.leader_store();
+            for peer in region.peers.iter().filter(|p| flow == Flow::Write || leader == Some(p.store_id)) {
+                per_store.entry(peer.store_id).or_default().push(rate(region));
+            }
+        }
+        let thresholds: BTreeMap<u64, f64> = per_store
+            .into_iter()
+            .map(|(store, mut rates)| {
+                if rates.len() <= TOP_N {
+                    return (store, 0.0);
+                }
+                let (_, nth, _) = rates.select_nth_unstable_by(TOP_N - 1, |a, b| b.total_cmp(a));
+                (store, *nth * HOT_THRESHOLD_RATIO)
+            })
+            .collect();
+        let listed = |store: u64, bytes: f64| bytes >= thresholds.get(&store).copied().unwrap_or(0.0);
         let store_rates = store_rates(self);
         let store_load = |id: u64| {
             let (w, r) = store_rates.get(&id).copied().unwrap_or_default();
             if flow == Flow::Write { w } else { r }
         };
         let mut view = HotRegionsView { as_peer: BTreeMap::new(), as_leader: BTreeMap::new() };
-        for region in hot.into_iter().filter(|r| rate(r) >= top * HOT_SHARE) {
+        for region in hot {
             let bytes = rate(region);
             let keys = bytes / AVG_KV_BYTES as f64;
             let leader = region.leader_store();
             for peer in &region.peers {
                 let is_leader = leader == Some(peer.store_id);
                 // Reads are served by the leader only; writes reach every peer.
-                if flow == Flow::Read && !is_leader {
+                if (flow == Flow::Read && !is_leader) || !listed(peer.store_id, bytes) {
                     continue;
                 }
                 let mut maps = vec![&mut view.as_peer];
