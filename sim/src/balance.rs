@@ -151,12 +151,13 @@ impl Simulation {
         let n = self.regions.len();
         let start = self.telemetry.balance_cursor % n;
         let mut moves: Vec<(u64, u64, u64)> = Vec::new();
-        for k in 0..n {
+        // One pass from the cursor round to it, in key order.
+        let regions = &self.regions;
+        let order = regions.iter_from(start).zip(start..).chain(regions.iter().zip(0..start));
+        for (region, i) in order {
             if budget == 0 || targets.is_empty() {
                 break;
             }
-            let i = (start + k) % n;
-            let region = &self.regions[i];
             if busy.contains(&region.id)
                 || !region.pending_peers.is_empty()
                 || !region.down_peers.is_empty()

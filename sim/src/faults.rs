@@ -920,7 +920,8 @@ impl Simulation {
         let scale = |v: u64| (u128::from(v) * u128::from(rate) / u128::from(injected.max(1))) as u64;
         let first = self.regions.partition_point(|r| !r.end_key.is_empty() && r.end_key.as_slice() <= start);
         let mut restored = false;
-        for r in self.regions[first..].iter_mut() {
+        for i in first..self.regions.len() {
+            let r = &self.regions[i];
             if !end.is_empty() && r.start_key.as_slice() >= end {
                 break;
             }
@@ -929,6 +930,7 @@ impl Simulation {
             if !inside {
                 continue;
             }
+            let r = &mut self.regions[i];
             restored |= r.id == region;
             match flow {
                 HotFlow::Write => r.write_rate = scale(r.write_rate),
@@ -960,13 +962,18 @@ impl Simulation {
             return Err(SimError::FaultConflict(format!("leader-skew fault {other} is already active")));
         }
         let busy: HashSet<u64> = self.operators.iter().map(|o| o.region_id).collect();
-        for region in self.regions.iter_mut().filter(|r| !busy.contains(&r.id)) {
-            let target = region.peers.iter().find(|p| p.store_id == store && p.role == PeerRole::Voter);
-            if let Some(peer) = target
-                && !region.pending_peers.iter().any(|p| p.id == peer.id)
-            {
-                region.leader = Some(peer.id);
-            }
+        let moves: Vec<(usize, u64)> = self
+            .regions
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !busy.contains(&r.id) && r.leader_store() != Some(store))
+            .filter_map(|(i, r)| {
+                let peer = r.peers.iter().find(|p| p.store_id == store && p.role == PeerRole::Voter)?;
+                (!r.pending_peers.iter().any(|p| p.id == peer.id)).then_some((i, peer.id))
+            })
+            .collect();
+        for (i, peer) in moves {
+            self.regions[i].leader = Some(peer);
         }
         let mut pauses = Vec::new();
         if hold_secs > 0 {

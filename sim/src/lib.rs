@@ -5,7 +5,8 @@
 //! replica checker and leader schedulers); [`SimCluster`] serves PD's API (with PD's exact shapes and
 //! quirks) on one loopback port per PD member, and each store's status server on its own port.
 //!
-//! Modules: [`model`] (the cluster's facts), [`sim`] (clock, heartbeats, elections, faults),
+//! Modules: [`model`] (the cluster's facts), [`regions`] (the regions in key order, chunked so that
+//! splits stay cheap at a million regions), [`sim`] (clock, heartbeats, elections, faults),
 //! [`operator`] (operators and the replica checker), [`scheduler`] (leader schedulers), [`balance`]
 //! (region and hot-region balancing), [`region_ops`] (split, merge, scatter and move-region
 //! operators), [`split`] (region growth and splits), [`stats`] (counters behind the metrics), [`checks`]
@@ -36,6 +37,7 @@ pub mod faults;
 pub mod model;
 pub mod operator;
 pub mod region_ops;
+pub mod regions;
 pub mod scheduler;
 pub mod sim;
 pub mod split;

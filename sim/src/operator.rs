@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::model::{Peer, PeerRole, StoreState};
+use crate::model::{Peer, PeerRole, Region, StoreState};
 use crate::sim::{MIB, Simulation, TICK_MS};
 use crate::units::format_rfc3339_ns;
 
@@ -496,6 +496,8 @@ impl Simulation {
         let now = self.now_ms;
         self.finished_operators.retain(|o| o.finished_at_ms.is_some_and(|t| now - t < FINISHED_OPERATOR_TTL_MS));
         if now >= self.next_patrol_ms {
+            // The checker and schedulers read the region facts and store totals.
+            self.regions.refresh();
             let before = self.operators.len();
             self.replica_check();
             self.run_leader_schedulers();
@@ -635,18 +637,33 @@ impl Simulation {
                 StoreState::Up => None,
             })
             .collect();
-        // Most patrols find nothing to do; find the candidates before computing store figures.
+        // Most patrols find nothing to do; find the candidates before computing store figures. The
+        // scan looks at each region's peers only, and at the running operators for the few
+        // candidates.
+        let mut bad_ids: Vec<u64> = bad.keys().copied().collect();
+        bad_ids.sort_unstable();
+        let is_bad = |store: u64| bad_ids.binary_search(&store).is_ok();
+        let on_bad = |r: &Region| !bad_ids.is_empty() && r.peers.iter().any(|p| is_bad(p.store_id));
         let busy: HashSet<u64> = self.operators.iter().map(|o| o.region_id).collect();
-        let candidates: Vec<usize> = self
-            .regions
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| {
-                !busy.contains(&r.id)
-                    && (r.voter_count() != max_replicas || r.peers.iter().any(|p| bad.contains_key(&p.store_id)))
-            })
-            .map(|(i, _)| i)
-            .collect();
+        let candidates: Vec<usize> = match self.regions.with_facts() {
+            // The facts answer for almost every region without reading it.
+            Some(all) => all
+                .enumerate()
+                .filter(|(_, (f, r))| {
+                    let odd = f.voters() != max_replicas
+                        || (!bad_ids.is_empty() && f.stores().map_or_else(|| on_bad(r), |mut s| s.any(is_bad)));
+                    odd && !busy.contains(&r.id)
+                })
+                .map(|(i, _)| i)
+                .collect(),
+            None => self
+                .regions
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| (r.voter_count() != max_replicas || on_bad(r)) && !busy.contains(&r.id))
+                .map(|(i, _)| i)
+                .collect(),
+        };
         if candidates.is_empty() {
             return;
         }

@@ -261,8 +261,8 @@ impl Simulation {
     /// Ids of the regions overlapping `[start, end)` (`end` empty is unbounded), in key order.
     pub fn region_ids_in_range(&self, start: &[u8], end: &[u8]) -> Vec<u64> {
         let first = self.regions.partition_point(|r| !r.end_key.is_empty() && r.end_key.as_slice() <= start);
-        self.regions[first..]
-            .iter()
+        self.regions
+            .iter_from(first)
             .take_while(|r| end.is_empty() || r.start_key.as_slice() < end)
             .map(|r| r.id)
             .collect()

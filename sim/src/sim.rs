@@ -14,7 +14,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::config::{ConfigError, PdServerConfig, ReplicationConfig, ScheduleConfig, set_item};
-use crate::model::{DownPeer, Label, PdMember, Peer, PeerRole, Region, Scheduler, Store, StoreState};
+use crate::model::{DownPeer, Key, Label, PdMember, Peer, PeerRole, Peers, Region, Scheduler, Store, StoreState};
+use crate::regions::RegionList;
 
 /// Simulated milliseconds per tick.
 pub const TICK_MS: u64 = 100;
@@ -93,6 +94,19 @@ pub struct StoreStats {
     pub pending_peer_count: u64,
 }
 
+impl From<crate::regions::StoreTotals> for StoreStats {
+    fn from(t: crate::regions::StoreTotals) -> Self {
+        StoreStats {
+            leader_count: t.leader_count,
+            leader_size: t.leader_size,
+            region_count: t.region_count,
+            region_size: t.region_size,
+            learner_count: t.learner_count,
+            pending_peer_count: t.pending_peer_count,
+        }
+    }
+}
+
 /// Error returned by fault and configuration functions.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SimError {
@@ -163,11 +177,12 @@ pub struct Simulation {
     pub pd_election_due_ms: Option<u64>,
     /// Stores, ordered by id.
     pub stores: Vec<Store>,
-    /// Regions, ordered by start key.
-    pub regions: Vec<Region>,
-    /// Region id to index in `regions`.
+    /// Regions, ordered by start key, indexed by id.
+    pub regions: RegionList,
+    /// Region ids by the tick of the minute at which their leader sends the region heartbeat; a
+    /// region keeps its tick whatever splits around it, and a new region reports on the next tick.
     #[serde(skip)]
-    pub(crate) region_index: HashMap<u64, usize>,
+    pub(crate) heartbeat_slots: Vec<Vec<u64>>,
     /// Replication config.
     pub replication: ReplicationConfig,
     /// Schedule config.
@@ -276,8 +291,8 @@ impl Simulation {
             pd_leader: if spec.pd_members > 0 { Some(0) } else { None },
             pd_election_due_ms: None,
             stores,
-            regions: Vec::with_capacity(spec.regions),
-            region_index: HashMap::with_capacity(spec.regions),
+            regions: RegionList::with_capacity(spec.regions),
+            heartbeat_slots: vec![Vec::new(); (REGION_HEARTBEAT_MS / TICK_MS) as usize],
             replication: ReplicationConfig::default(),
             schedule: ScheduleConfig::default(),
             pd_server: PdServerConfig::default(),
@@ -314,26 +329,39 @@ impl Simulation {
         let n = self.spec.regions;
         let replicas = (self.replication.max_replicas as usize).min(self.stores.len());
         let store_ids: Vec<u64> = self.stores.iter().map(|s| s.id).collect();
-        let mut region_counts: HashMap<u64, u64> = store_ids.iter().map(|&id| (id, 0)).collect();
+        let mut region_counts = vec![0u64; store_ids.len()];
         let mut leader_counts = region_counts.clone();
+        let mut candidates: Vec<usize> = Vec::with_capacity(store_ids.len());
+        let mut chosen: Vec<(u64, usize, usize)> = Vec::with_capacity(replicas + 1);
         for i in 0..n {
-            let start_key = if i == 0 { Vec::new() } else { table_key(100 + i as u64) };
-            let end_key = if i + 1 == n { Vec::new() } else { table_key(101 + i as u64) };
+            let start_key = if i == 0 { Key::EMPTY } else { Key::from(table_key(100 + i as u64)) };
+            let end_key = if i + 1 == n { Key::EMPTY } else { Key::from(table_key(101 + i as u64)) };
             let region_id = self.alloc_id();
-            // Choose the least-loaded stores, breaking ties randomly, so counts stay balanced.
-            let mut candidates = store_ids.clone();
+            // Choose the least-loaded stores, breaking ties randomly, so counts stay balanced: the
+            // first `replicas` stores of a random order stably sorted by region count, picked
+            // without sorting them all.
+            candidates.clear();
+            candidates.extend(0..store_ids.len());
             candidates.shuffle(&mut self.rng);
-            candidates.sort_by_key(|id| region_counts[id]);
-            let chosen: Vec<u64> = candidates.into_iter().take(replicas).collect();
-            let mut peers = Vec::with_capacity(replicas);
-            for &store_id in &chosen {
-                *region_counts.get_mut(&store_id).unwrap_or(&mut 0) += 1;
-                let id = self.alloc_id();
-                peers.push(Peer { id, store_id, role: PeerRole::Voter });
+            chosen.clear();
+            for (rank, &slot) in candidates.iter().enumerate() {
+                let key = (region_counts[slot], rank, slot);
+                if chosen.len() < replicas || chosen.last().is_some_and(|last| key < *last) {
+                    let at = chosen.partition_point(|c| *c < key);
+                    chosen.insert(at, key);
+                    chosen.truncate(replicas);
+                }
             }
-            let leader = peers.iter().min_by_key(|p| (leader_counts[&p.store_id], p.id)).map(|p| p.id);
-            if let Some(peer) = peers.iter().find(|p| Some(p.id) == leader) {
-                *leader_counts.get_mut(&peer.store_id).unwrap_or(&mut 0) += 1;
+            let mut peers = Peers::new();
+            for &(_, _, slot) in &chosen {
+                region_counts[slot] += 1;
+                let id = self.alloc_id();
+                peers.push(Peer { id, store_id: store_ids[slot], role: PeerRole::Voter });
+            }
+            let slot_of = |store_id: u64| store_ids.binary_search(&store_id).unwrap_or_default();
+            let leader = peers.iter().min_by_key(|p| (leader_counts[slot_of(p.store_id)], p.id)).copied();
+            if let Some(peer) = leader {
+                leader_counts[slot_of(peer.store_id)] += 1;
             }
             // A few regions are empty (fresh splits, dropped tables); the rest spread up to 96 MiB.
             let approximate_size = if self.rng.random_ratio(1, 50) { 1 } else { self.rng.random_range(8..=96) };
@@ -342,7 +370,8 @@ impl Simulation {
             let busy = self.rng.random_ratio(1, 30);
             let write_rate = if busy { self.rng.random_range(64..512) } else { self.rng.random_range(0..32) } << 10;
             let read_rate = if busy { self.rng.random_range(256..2048) } else { self.rng.random_range(0..128) } << 10;
-            self.region_index.insert(region_id, self.regions.len());
+            let slots = self.heartbeat_slots.len();
+            self.heartbeat_slots[i % slots].push(region_id);
             self.regions.push(Region {
                 id: region_id,
                 start_key,
@@ -350,7 +379,7 @@ impl Simulation {
                 conf_ver: replicas as u64,
                 version: 1 + self.rng.random_range(0..8),
                 peers,
-                leader,
+                leader: leader.map(|p| p.id),
                 down_peers: Vec::new(),
                 pending_peers: Vec::new(),
                 approximate_size,
@@ -370,6 +399,7 @@ impl Simulation {
 
     /// Advances the simulation by one tick.
     pub fn tick(&mut self) {
+        self.regions.refresh();
         self.now_ms += TICK_MS;
         self.ticks += 1;
         let now = self.now_ms;
@@ -396,6 +426,7 @@ impl Simulation {
             self.pd_election_due_ms = None;
             self.elect_pd_leader();
         }
+        self.regions.refresh();
     }
 
     /// Advances the simulation by `ms` of simulated time (whole ticks).
@@ -405,21 +436,31 @@ impl Simulation {
         }
     }
 
+    /// The heartbeat slot of the current tick.
+    pub(crate) fn heartbeat_slot(&self) -> usize {
+        (self.ticks % self.heartbeat_slots.len() as u64) as usize
+    }
+
     /// Each tick a slice of the regions heartbeats, so that every region reports once per interval
     /// and a tick costs a fixed fraction of the regions.
     fn region_heartbeats(&mut self) {
-        let slots = (REGION_HEARTBEAT_MS / TICK_MS) as usize;
-        let slot = (self.ticks % slots as u64) as usize;
+        let slot = self.heartbeat_slot();
         let now = self.now_ms;
         // Killed and partitioned stores, with the time their peers went silent.
         let dead = self.cut_off_stores();
         let lag_chances = self.follower_lag_chances();
-        for region in self.regions.iter_mut().skip(slot).step_by(slots) {
+        let ids = std::mem::take(&mut self.heartbeat_slots[slot]);
+        let mut kept = Vec::with_capacity(ids.len());
+        for id in ids {
+            // Merged regions are gone; their ids leave the slot.
+            let Some(leader_store) = self.regions.by_id(id).map(|r| r.leader_store()) else { continue };
+            kept.push(id);
             // Only a reachable leader sends heartbeats; otherwise PD keeps the last report.
-            let Some(leader_store) = region.leader_store() else { continue };
+            let Some(leader_store) = leader_store else { continue };
             if dead.contains_key(&leader_store) {
                 continue;
             }
+            let Some(region) = self.regions.by_id_mut(id) else { continue };
             crate::workload::report_flow(region, now);
             crate::faults::report_lagging_followers(region, &lag_chances, now);
             if dead.is_empty() && region.down_peers.is_empty() {
@@ -435,36 +476,52 @@ impl Simulation {
                 })
                 .collect();
         }
+        self.heartbeat_slots[slot] = kept;
     }
 
     /// Raft election in every region led from `store_id` whose other voters still form a majority.
     fn elect_leaders_away_from(&mut self, store_id: u64) {
         // A partitioned store is as lost to its Raft groups as a dead one.
-        let alive: HashMap<u64, bool> = self.stores.iter().map(|s| (s.id, s.reachable())).collect();
-        if alive.get(&store_id).copied().unwrap_or(true) {
+        if self.store(store_id).is_none_or(|s| s.reachable()) {
             return;
         }
-        let mut leaders = HashMap::<u64, u64>::new();
-        for region in &self.regions {
-            if let Some(s) = region.leader_store() {
-                *leaders.entry(s).or_default() += 1;
-            }
-        }
-        for region in &mut self.regions {
-            if region.leader_store() != Some(store_id) {
-                continue;
-            }
-            let voters: Vec<Peer> = region.peers.iter().filter(|p| p.role == PeerRole::Voter).copied().collect();
-            let live: Vec<Peer> =
-                voters.iter().filter(|p| alive.get(&p.store_id).copied().unwrap_or(false)).copied().collect();
-            if live.len() * 2 <= voters.len() {
+        let alive: Vec<bool> = self.stores.iter().map(|s| s.reachable()).collect();
+        let mut leaders: Vec<u64> = self.store_stats_by_slot().iter().map(|s| s.leader_count).collect();
+        let lost = self.store_slot(store_id);
+        let slots: Vec<u64> = self.stores.iter().map(|s| s.id).collect();
+        let slot_of = |id: u64| slots.binary_search(&id).ok();
+        // Only the regions it led hold an election; the facts find them without reading the rest.
+        let led: Vec<usize> = match self.regions.with_facts() {
+            Some(all) => all
+                .enumerate()
+                .filter(|(_, (f, r))| f.leader_store().unwrap_or_else(|| r.leader_store()) == Some(store_id))
+                .map(|(i, _)| i)
+                .collect(),
+            None => self
+                .regions
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.leader_store() == Some(store_id))
+                .map(|(i, _)| i)
+                .collect(),
+        };
+        for i in led {
+            let region = &mut self.regions[i];
+            let voters = region.peers.iter().filter(|p| p.role == PeerRole::Voter);
+            let live = voters.clone().filter(|p| slot_of(p.store_id).is_some_and(|i| alive[i]));
+            if live.clone().count() * 2 <= voters.count() {
                 // No quorum: nobody can win, and PD keeps the last leader it heard of.
                 continue;
             }
             // The least-loaded live voter wins, which matches how leaders end up spread in practice.
-            if let Some(winner) = live.iter().min_by_key(|p| (leaders.get(&p.store_id).copied().unwrap_or(0), p.id)) {
-                *leaders.entry(winner.store_id).or_default() += 1;
-                *leaders.entry(store_id).or_default() -= 1;
+            let load = |p: &Peer| slot_of(p.store_id).map_or(0, |i| leaders[i]);
+            if let Some(winner) = live.min_by_key(|p| (load(p), p.id)).copied() {
+                if let Some(i) = slot_of(winner.store_id) {
+                    leaders[i] += 1;
+                }
+                if let Some(i) = lost {
+                    leaders[i] = leaders[i].saturating_sub(1);
+                }
                 region.leader = Some(winner.id);
             }
         }
@@ -591,19 +648,28 @@ impl Simulation {
         self.members.iter().position(|m| m.name == name).ok_or_else(|| SimError::MemberNotFound(name.into()))
     }
 
+    /// Index in `stores` of the store with id `id` (stores are in id order, ids usually 1..=n).
+    pub fn store_slot(&self, id: u64) -> Option<usize> {
+        let guess = id.wrapping_sub(1) as usize;
+        if self.stores.get(guess).is_some_and(|s| s.id == id) {
+            return Some(guess);
+        }
+        self.stores.binary_search_by_key(&id, |s| s.id).ok()
+    }
+
     /// A store by id.
     pub fn store(&self, id: u64) -> Option<&Store> {
-        self.stores.iter().find(|s| s.id == id)
+        self.store_slot(id).map(|i| &self.stores[i])
     }
 
     /// A store by id, mutable.
     pub fn store_mut(&mut self, id: u64) -> Option<&mut Store> {
-        self.stores.iter_mut().find(|s| s.id == id)
+        self.store_slot(id).map(|i| &mut self.stores[i])
     }
 
     /// A region by id.
     pub fn region(&self, id: u64) -> Option<&Region> {
-        self.region_index.get(&id).and_then(|&i| self.regions.get(i))
+        self.regions.by_id(id)
     }
 
     /// The region containing `key` (regions are contiguous and sorted by start key).
@@ -615,7 +681,7 @@ impl Simulation {
 
     /// A region by id, mutable.
     pub fn region_mut(&mut self, id: u64) -> Option<&mut Region> {
-        self.region_index.get(&id).and_then(|&i| self.regions.get_mut(i))
+        self.regions.by_id_mut(id)
     }
 
     /// PD's derived state name (`pkg/core/store.go`): Tombstone and Offline as persisted; an Up store
@@ -639,23 +705,35 @@ impl Simulation {
 
     /// Leader and region counts and sizes of every store, derived from the regions.
     pub fn store_stats(&self) -> HashMap<u64, StoreStats> {
-        let mut stats: HashMap<u64, StoreStats> = self.stores.iter().map(|s| (s.id, StoreStats::default())).collect();
+        self.stores.iter().map(|s| s.id).zip(self.store_stats_by_slot()).collect()
+    }
+
+    /// [`Simulation::store_stats`] as a vector parallel to `stores`: the totals the region list
+    /// keeps when it is fresh, else one pass over the regions' peers, leaders and sizes.
+    pub fn store_stats_by_slot(&self) -> Vec<StoreStats> {
+        if let Some(totals) = self.regions.store_totals() {
+            return self.stores.iter().map(|s| totals.get(&s.id).copied().unwrap_or_default().into()).collect();
+        }
+        let mut stats = vec![StoreStats::default(); self.stores.len()];
         for region in &self.regions {
-            let leader = region.leader_store();
-            for peer in &region.peers {
-                let entry = stats.entry(peer.store_id).or_default();
+            let size = region.approximate_size;
+            for peer in region.peers.iter() {
+                let Some(i) = self.store_slot(peer.store_id) else { continue };
+                let entry = &mut stats[i];
                 entry.region_count += 1;
-                entry.region_size += region.approximate_size;
+                entry.region_size += size;
                 if peer.role == PeerRole::Learner {
                     entry.learner_count += 1;
                 }
-                if leader == Some(peer.store_id) {
+                if region.leader == Some(peer.id) {
                     entry.leader_count += 1;
-                    entry.leader_size += region.approximate_size;
+                    entry.leader_size += size;
                 }
             }
             for peer in &region.pending_peers {
-                stats.entry(peer.store_id).or_default().pending_peer_count += 1;
+                if let Some(i) = self.store_slot(peer.store_id) {
+                    stats[i].pending_peer_count += 1;
+                }
             }
         }
         stats
@@ -748,8 +826,8 @@ mod tests {
         }
         assert!(sim.regions[0].start_key.is_empty());
         assert!(sim.regions[999].end_key.is_empty());
-        for pair in sim.regions.windows(2) {
-            assert_eq!(pair[0].end_key, pair[1].start_key);
+        for (a, b) in sim.regions.iter().zip(sim.regions.iter().skip(1)) {
+            assert_eq!(a.end_key, b.start_key);
         }
         for r in &sim.regions {
             let mut stores: Vec<u64> = r.peers.iter().map(|p| p.store_id).collect();

@@ -8,13 +8,13 @@
 //! get the version epoch bumped by the number of new regions. Merges extend the target over the
 //! source's range and bump its version past both.
 //!
-//! The regions stay one vector sorted by start key, so a split or merge shifts the regions after it;
-//! all splits found in a tick are applied in one pass, keeping a tick at O(regions) at worst and at
-//! O(regions / 600) while nothing splits.
+//! The regions stay sorted by start key in a [`crate::regions::RegionList`], whose chunks keep a split
+//! or merge to moving and re-indexing a few hundred regions, so a tick stays at O(regions / 600)
+//! whether or not regions split.
 
-use crate::model::{DownPeer, Peer, Region};
+use crate::model::{DownPeer, Key, Peer, Peers, Region};
 use crate::operator::SplitPolicy;
-use crate::sim::{MIB, REGION_HEARTBEAT_MS, Simulation, TICK_MS};
+use crate::sim::{MIB, Simulation};
 use crate::workload::mix;
 
 /// TiKV's default `coprocessor.region-split-size`, MiB.
@@ -80,15 +80,14 @@ impl Simulation {
     /// Splits the regions of this tick's heartbeat slot that outgrew the split size. Regions under an
     /// operator wait for their next heartbeat, so that a running move is never cut in two.
     pub(crate) fn split_oversized(&mut self) {
-        let slots = (REGION_HEARTBEAT_MS / TICK_MS) as usize;
-        let slot = (self.ticks % slots as u64) as usize;
         let limit = self.telemetry.region_split_size_mib;
         let mut plans: Vec<(usize, Vec<Vec<u8>>)> = Vec::new();
-        for i in (slot..self.regions.len()).step_by(slots) {
-            let region = &self.regions[i];
+        for &id in &self.heartbeat_slots[self.heartbeat_slot()] {
+            let Some(region) = self.regions.by_id(id) else { continue };
             if region.approximate_size <= limit {
                 continue;
             }
+            let Some(i) = self.regions.position(id) else { continue };
             let leader_alive = region.leader_store().and_then(|s| self.store(s)).is_some_and(|s| s.alive);
             if !leader_alive || self.operator_of(region.id).is_some() {
                 continue;
@@ -103,7 +102,7 @@ impl Simulation {
     }
 
     /// Splits regions, each at its sorted keys strictly inside it; returns the new regions' ids in
-    /// key order. All splits shift the region list in one pass.
+    /// key order.
     pub(crate) fn apply_splits(&mut self, mut plans: Vec<(usize, Vec<Vec<u8>>)>) -> Vec<u64> {
         plans.sort_by_key(|p| p.0);
         let mut inserts: Vec<(usize, Vec<Region>)> = Vec::with_capacity(plans.len());
@@ -113,22 +112,11 @@ impl Simulation {
                 inserts.push((idx, parts));
             }
         }
-        let Some(first) = inserts.first().map(|(i, _)| *i) else { return Vec::new() };
-        let added: usize = inserts.iter().map(|(_, p)| p.len()).sum();
         let new_ids: Vec<u64> = inserts.iter().flat_map(|(_, p)| p.iter().map(|r| r.id)).collect();
-        let old = std::mem::take(&mut self.regions);
-        let mut out = Vec::with_capacity(old.len() + added);
-        let mut pending = inserts.into_iter().peekable();
-        for (i, region) in old.into_iter().enumerate() {
-            while let Some((_, parts)) = pending.next_if(|(idx, _)| *idx == i) {
-                out.extend(parts);
-            }
-            out.push(region);
-        }
-        self.regions = out;
-        for (i, region) in self.regions.iter().enumerate().skip(first) {
-            self.region_index.insert(region.id, i);
-        }
+        self.regions.insert_groups(inserts);
+        // TiKV reports a new region at once, then every heartbeat interval.
+        let next = (self.heartbeat_slot() + 1) % self.heartbeat_slots.len();
+        self.heartbeat_slots[next].extend(&new_ids);
         new_ids
     }
 
@@ -161,8 +149,9 @@ impl Simulation {
         let mut start = region.start_key.clone();
         for cut in &cuts {
             let id = ids.next().unwrap_or_default();
+            let cut = Key::from(cut);
             let mut map = Vec::with_capacity(region.peers.len());
-            let peers: Vec<Peer> = region
+            let peers: Peers = region
                 .peers
                 .iter()
                 .map(|p| {
@@ -215,7 +204,7 @@ impl Simulation {
 
     /// Runs a split operator's step: the middle key for `scan`/`approximate`, the given keys for `usekey`.
     pub(crate) fn run_split_step(&mut self, region_id: u64, policy: SplitPolicy, keys: Vec<Vec<u8>>) {
-        let Some(&idx) = self.region_index.get(&region_id) else { return };
+        let Some(idx) = self.regions.position(region_id) else { return };
         let keys = match policy {
             SplitPolicy::UseKey => keys,
             SplitPolicy::Scan | SplitPolicy::Approximate => {
@@ -229,7 +218,7 @@ impl Simulation {
     /// Merges region `source` into the adjacent region `target`; false if either is gone or they no
     /// longer touch.
     pub(crate) fn merge_regions(&mut self, source: u64, target: u64) -> bool {
-        let (Some(&si), Some(&ti)) = (self.region_index.get(&source), self.region_index.get(&target)) else {
+        let (Some(si), Some(ti)) = (self.regions.position(source), self.regions.position(target)) else {
             return false;
         };
         let (s, t) = (&self.regions[si], &self.regions[ti]);
@@ -239,7 +228,6 @@ impl Simulation {
             return false;
         }
         let src = self.regions.remove(si);
-        self.region_index.remove(&source);
         let ti = if ti > si { ti - 1 } else { ti };
         let t = &mut self.regions[ti];
         if below {
@@ -252,9 +240,6 @@ impl Simulation {
         t.approximate_keys += src.approximate_keys;
         t.write_rate += src.write_rate;
         t.read_rate += src.read_rate;
-        for (i, region) in self.regions.iter().enumerate().skip(si.min(ti)) {
-            self.region_index.insert(region.id, i);
-        }
         true
     }
 

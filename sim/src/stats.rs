@@ -313,8 +313,16 @@ fn load_pass_step(sim: &mut Simulation) -> bool {
     }
     let n = regions.len();
     let end = (t.pass_cursor + n.div_ceil(PASS_TICKS).max(1)).min(n);
-    let slot = |id: u64| stores.binary_search_by_key(&id, |s| s.id).ok();
-    for region in &regions[t.pass_cursor.min(end)..end] {
+    // Store ids are usually 1..=n in order: try the direct slot before searching.
+    let slot = |id: u64| {
+        let guess = id.wrapping_sub(1) as usize;
+        if stores.get(guess).is_some_and(|s| s.id == id) {
+            return Some(guess);
+        }
+        stores.binary_search_by_key(&id, |s| s.id).ok()
+    };
+    let begin = t.pass_cursor.min(end);
+    for region in regions.iter_from(begin).take(end - begin) {
         let leader = region.leader_store();
         for peer in &region.peers {
             let Some(i) = slot(peer.store_id) else { continue };

@@ -157,7 +157,13 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 /// Upper-case hex, the way PD prints region keys.
 pub fn hex_upper(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0F)]));
+    }
+    out
 }
 
 /// A float that serialises like Go's `encoding/json`: integral values carry no `.0` (`1`, not `1.0`).

@@ -118,16 +118,18 @@ pub struct HotStoresView {
 /// Per-store rates (bytes per second) from the last region heartbeats: (write as peer, read as leader).
 pub fn store_rates(sim: &Simulation) -> BTreeMap<u64, (f64, f64)> {
     let secs = (REGION_HEARTBEAT_MS / 1000) as f64;
-    let mut rates: BTreeMap<u64, (f64, f64)> = sim.stores.iter().map(|s| (s.id, (0.0, 0.0))).collect();
+    let mut rates = vec![(0.0, 0.0); sim.stores.len()];
     for region in &sim.regions {
-        for peer in &region.peers {
-            rates.entry(peer.store_id).or_default().0 += region.written_bytes as f64 / secs;
-        }
-        if let Some(leader) = region.leader_store() {
-            rates.entry(leader).or_default().1 += region.read_bytes as f64 / secs;
+        let written = region.written_bytes as f64 / secs;
+        for peer in region.peers.iter() {
+            let Some(i) = sim.store_slot(peer.store_id) else { continue };
+            rates[i].0 += written;
+            if region.leader == Some(peer.id) {
+                rates[i].1 += region.read_bytes as f64 / secs;
+            }
         }
     }
-    rates
+    sim.stores.iter().map(|s| s.id).zip(rates).collect()
 }
 
 impl Simulation {

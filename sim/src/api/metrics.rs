@@ -8,7 +8,7 @@
 
 use std::fmt::Write;
 
-use crate::checks::{CHECKS, region_matches};
+use crate::checks::{CHECKS, check_counts};
 use crate::model::StoreState;
 use crate::sim::{MIB, STORE_DISCONNECT_MS, Simulation, StoreStats};
 use crate::stats::{BUSY_COMMANDS, GRPC_TYPES, STORAGE_COMMANDS, StoreCounters, duration_buckets};
@@ -31,15 +31,7 @@ pub fn pd_metrics(sim: &Simulation, is_leader: bool) -> String {
         return out;
     }
     header(&mut out, "pd_regions_status", "Status of the regions.", "gauge");
-    let mut counts = [0u64; CHECKS.len()];
-    for region in &sim.regions {
-        for (i, (check, _)) in CHECKS.iter().enumerate() {
-            if region_matches(sim, region, check) == Some(true) {
-                counts[i] += 1;
-            }
-        }
-    }
-    for ((_, metric_type), count) in CHECKS.iter().zip(counts) {
+    for ((_, metric_type), count) in CHECKS.iter().zip(check_counts(sim)) {
         let _ = writeln!(out, "pd_regions_status{{type=\"{metric_type}\"}} {count}");
     }
 
@@ -197,8 +189,12 @@ pub fn tikv_metrics(sim: &Simulation, store_id: u64) -> Option<String> {
     Some(out)
 }
 
-/// Region and leader counts and sizes of one store, in a single pass without a per-store map.
+/// Region and leader counts and sizes of one store: the region list's totals when fresh, else a
+/// single pass without a per-store map.
 fn store_region_stats(sim: &Simulation, store_id: u64) -> StoreStats {
+    if let Some(totals) = sim.regions.store_totals() {
+        return totals.get(&store_id).copied().unwrap_or_default().into();
+    }
     let mut st = StoreStats::default();
     for region in &sim.regions {
         let Some(peer) = region.peers.iter().find(|p| p.store_id == store_id) else { continue };

@@ -19,7 +19,7 @@ use axum::routing::{delete, get, post};
 use serde::Serialize;
 
 use super::render::{go_json_syntax_error, http_error, input_error, json, message, parse_id, query_pairs, region_json};
-use super::views::{self, MemberView, RegionView, RegionsView, StoresView, store_info};
+use super::views::{self, MemberView, RegionView, RegionsRef, RegionsView, StoresView, store_info};
 use crate::model::{Label, PeerRole, Region, Scheduler, StoreState};
 use crate::region_ops::decode_hex;
 use crate::sim::{MissingRegionReply, Simulation, StoreOpError};
@@ -39,6 +39,13 @@ impl MemberCtx {
     fn lock(&self) -> MutexGuard<'_, Simulation> {
         // A panic while holding the lock leaves the model usable; keep serving.
         self.sim.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The model, with its region facts and store totals brought up to date.
+    fn fresh(&self) -> MutexGuard<'_, Simulation> {
+        let mut sim = self.lock();
+        sim.regions.refresh();
+        sim
     }
 }
 
@@ -263,7 +270,7 @@ async fn stores(State(ctx): State<MemberCtx>, RawQuery(query): RawQuery) -> Resp
     if wanted.is_empty() {
         wanted = vec![StoreState::Up.as_i32(), StoreState::Offline.as_i32()];
     }
-    let sim = ctx.lock();
+    let sim = ctx.fresh();
     let stats = sim.store_stats();
     let list: Vec<_> = sim
         .stores
@@ -291,7 +298,7 @@ async fn stores_check(State(ctx): State<MemberCtx>, RawQuery(query): RawQuery) -
             wanted.push(lower);
         }
     }
-    let sim = ctx.lock();
+    let sim = ctx.fresh();
     let stats = sim.store_stats();
     let list: Vec<_> = sim
         .stores
@@ -307,7 +314,7 @@ async fn store(State(ctx): State<MemberCtx>, Path(id): Path<String>) -> Response
         Ok(id) => id,
         Err(msg) => return input_error(&msg),
     };
-    let sim = ctx.lock();
+    let sim = ctx.fresh();
     let Some(store) = sim.store(id) else {
         return message(StatusCode::NOT_FOUND, &format!("[PD:core:ErrStoreNotFound]store {id} not found"));
     };
@@ -548,8 +555,7 @@ fn decode_key(text: &str, hex: bool) -> Result<Vec<u8>, String> {
 }
 
 fn regions_reply<'a>(regions: impl Iterator<Item = &'a Region>) -> Response {
-    let list: Vec<RegionView> = regions.map(RegionView::from).collect();
-    region_json(&RegionsView { count: list.len(), regions: Some(list) })
+    region_json(&RegionsRef { regions: regions.collect() })
 }
 
 /// `GET /regions`: every region.
@@ -616,8 +622,9 @@ async fn regions_scan(State(ctx): State<MemberCtx>, RawQuery(query): RawQuery) -
     };
     let sim = ctx.lock();
     let first = sim.regions.partition_point(|r| !r.end_key.is_empty() && r.end_key.as_slice() <= start.as_slice());
-    let list = sim.regions[first..]
-        .iter()
+    let list = sim
+        .regions
+        .iter_from(first)
         .take_while(|r| end.is_empty() || r.start_key.as_slice() < end.as_slice())
         .take(if limit <= 0 { usize::MAX } else { limit as usize });
     regions_reply(list)
@@ -677,16 +684,11 @@ async fn regions_top(State(ctx): State<MemberCtx>, Path(order): Path<String>, Ra
 }
 
 async fn regions_check(State(ctx): State<MemberCtx>, Path(kind): Path<String>) -> Response {
-    let sim = ctx.lock();
-    let mut list = Vec::new();
-    for region in &sim.regions {
-        match crate::checks::region_matches(&sim, region, &kind) {
-            None => return http_error(StatusCode::NOT_FOUND, "404 page not found"),
-            Some(true) => list.push(RegionView::from(region)),
-            Some(false) => {}
-        }
-    }
-    region_json(&RegionsView { count: list.len(), regions: Some(list) })
+    let sim = ctx.fresh();
+    let Some(check) = crate::checks::Classifier::new(&sim, &kind) else {
+        return http_error(StatusCode::NOT_FOUND, "404 page not found");
+    };
+    regions_reply(check.select(&sim))
 }
 
 #[derive(Serialize)]
@@ -1303,7 +1305,7 @@ async fn etcd_version() -> Response {
 
 /// PD's Prometheus metrics; the cluster collectors run on the leader only, as in PD.
 async fn metrics(State(ctx): State<MemberCtx>) -> Response {
-    let sim = ctx.lock();
+    let sim = ctx.fresh();
     let text = crate::api::metrics::pd_metrics(&sim, sim.pd_leader == Some(ctx.member));
     ([(axum::http::header::CONTENT_TYPE, crate::api::metrics::CONTENT_TYPE)], text).into_response()
 }

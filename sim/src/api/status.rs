@@ -58,7 +58,8 @@ async fn status(State(ctx): State<StoreCtx>) -> Response {
 }
 
 async fn metrics(State(ctx): State<StoreCtx>) -> Response {
-    let sim = ctx.sim.lock().unwrap_or_else(|e| e.into_inner());
+    let mut sim = ctx.sim.lock().unwrap_or_else(|e| e.into_inner());
+    sim.regions.refresh();
     match sim.store(ctx.store_id).filter(|s| s.alive).and_then(|_| super::metrics::tikv_metrics(&sim, ctx.store_id)) {
         Some(text) => ([(axum::http::header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response(),
         None => http_error(StatusCode::SERVICE_UNAVAILABLE, "store is not running"),

@@ -2,9 +2,10 @@
 //! (`pkg/response/store.go`, `pkg/response/region.go`, `pdpb.Member`). Protobuf fields are
 //! `omitempty`, so zero enums and empty lists are skipped rather than written as `0` or `[]`.
 
-use serde::Serialize;
+use serde::ser::{SerializeSeq, SerializeStruct};
+use serde::{Serialize, Serializer};
 
-use crate::model::{PdMember, Peer, PeerRole, Region, Store};
+use crate::model::{DownPeer, PdMember, Peer, PeerRole, Region, Store};
 use crate::sim::{Simulation, StoreStats};
 use crate::units::{GoFloat, format_bytes, format_duration_ns, format_rfc3339_ns, hex_upper};
 
@@ -262,6 +263,110 @@ impl From<&Region> for RegionView {
     }
 }
 
+/// A region key as upper-case hex, encoded without an allocation for keys up to 64 bytes.
+struct HexKey<'a>(&'a [u8]);
+
+impl Serialize for HexKey<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+        let mut buf = [0u8; 128];
+        if self.0.len() * 2 > buf.len() {
+            return serializer.serialize_str(&hex_upper(self.0));
+        }
+        for (i, &b) in self.0.iter().enumerate() {
+            buf[2 * i] = DIGITS[usize::from(b >> 4)];
+            buf[2 * i + 1] = DIGITS[usize::from(b & 0x0F)];
+        }
+        let text = std::str::from_utf8(&buf[..self.0.len() * 2]).unwrap_or_default();
+        serializer.serialize_str(text)
+    }
+}
+
+/// A list of peers, each as [`PeerView`].
+struct PeersRef<'a>(&'a [Peer]);
+
+impl Serialize for PeersRef<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for p in self.0 {
+            seq.serialize_element(&PeerView::from(p))?;
+        }
+        seq.end()
+    }
+}
+
+/// Down peers, each as [`DownPeerView`].
+struct DownPeersRef<'a>(&'a [DownPeer]);
+
+impl Serialize for DownPeersRef<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for d in self.0 {
+            seq.serialize_element(&DownPeerView { peer: PeerView::from(&d.peer), down_seconds: d.down_seconds })?;
+        }
+        seq.end()
+    }
+}
+
+/// A region encoded as [`RegionView`] is, straight from the model: no copy of its keys or peers,
+/// so a reply listing thousands of regions costs no allocation per region.
+pub struct RegionRef<'a>(pub &'a Region);
+
+impl Serialize for RegionRef<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let mut st = serializer.serialize_struct("RegionView", 17)?;
+        st.serialize_field("id", &r.id)?;
+        st.serialize_field("start_key", &HexKey(&r.start_key))?;
+        st.serialize_field("end_key", &HexKey(&r.end_key))?;
+        st.serialize_field("epoch", &EpochView { conf_ver: r.conf_ver, version: r.version })?;
+        if !r.peers.is_empty() {
+            st.serialize_field("peers", &PeersRef(&r.peers))?;
+        }
+        st.serialize_field("leader", &r.leader_peer().map(PeerView::from).unwrap_or_default())?;
+        if !r.down_peers.is_empty() {
+            st.serialize_field("down_peers", &DownPeersRef(&r.down_peers))?;
+        }
+        if !r.pending_peers.is_empty() {
+            st.serialize_field("pending_peers", &PeersRef(&r.pending_peers))?;
+        }
+        st.serialize_field("cpu_usage", &0u64)?;
+        st.serialize_field("written_bytes", &r.written_bytes)?;
+        st.serialize_field("read_bytes", &r.read_bytes)?;
+        st.serialize_field("written_keys", &r.written_keys)?;
+        st.serialize_field("read_keys", &r.read_keys)?;
+        st.serialize_field("approximate_size", &r.approximate_size)?;
+        st.serialize_field("approximate_keys", &r.approximate_keys)?;
+        st.serialize_field("approximate_kv_size", &(r.approximate_size * 9 / 10))?;
+        st.end()
+    }
+}
+
+/// `{"count":N,"regions":[…]}` over borrowed regions.
+pub struct RegionsRef<'a> {
+    /// The regions, in reply order.
+    pub regions: Vec<&'a Region>,
+}
+
+impl Serialize for RegionsRef<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct List<'b>(&'b [&'b Region]);
+        impl Serialize for List<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+                for r in self.0 {
+                    seq.serialize_element(&RegionRef(r))?;
+                }
+                seq.end()
+            }
+        }
+        let mut st = serializer.serialize_struct("RegionsView", 2)?;
+        st.serialize_field("count", &self.regions.len())?;
+        st.serialize_field("regions", &List(&self.regions))?;
+        st.end()
+    }
+}
+
 /// `{"count":N,"regions":[…]}` (or `null` regions for `/regions/count`).
 #[derive(Serialize)]
 pub struct RegionsView {
@@ -301,3 +406,29 @@ impl From<&PdMember> for MemberView {
 pub const PD_VERSION: &str = "v8.5.0";
 /// PD git hash reported by `/status` and members.
 pub const PD_GIT_HASH: &str = "8b5f9f8c2e4a1d3b7c6e5f4a3b2c1d0e9f8a7b6c";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{ClusterSpec, Simulation};
+
+    #[test]
+    fn borrowed_regions_encode_as_the_views_do() {
+        let mut sim = Simulation::new(ClusterSpec { regions: 20, ..ClusterSpec::default() });
+        let r = &mut sim.regions[3];
+        r.pending_peers.push(r.peers[1]);
+        r.down_peers.push(DownPeer { peer: r.peers[2], down_seconds: 601 });
+        sim.regions[4].leader = None;
+        sim.regions[5].start_key = crate::model::Key::from(vec![0xAB; 90]);
+        for r in sim.regions.iter() {
+            let borrowed = serde_json::to_string(&RegionRef(r)).unwrap();
+            assert_eq!(borrowed, serde_json::to_string(&RegionView::from(r)).unwrap());
+        }
+        let all: Vec<&Region> = sim.regions.iter().collect();
+        let owned = RegionsView { count: all.len(), regions: Some(all.iter().map(|r| RegionView::from(*r)).collect()) };
+        assert_eq!(
+            serde_json::to_string(&RegionsRef { regions: all }).unwrap(),
+            serde_json::to_string(&owned).unwrap()
+        );
+    }
+}
