@@ -18,8 +18,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::Serialize;
 
-use super::render::{go_json_syntax_error, http_error, input_error, json, message, parse_id, query_pairs, region_json};
-use super::views::{self, MemberView, RegionView, RegionsRef, RegionsView, StoresView, store_info};
+use super::render::{
+    go_json_syntax_error, http_error, input_error, json, message, parse_id, query_pairs, region_bytes, region_json,
+};
+use super::views::{self, MemberView, RegionView, RegionsView, StoresView, store_info};
 use crate::model::{Label, PeerRole, Region, Scheduler, StoreState};
 use crate::region_ops::decode_hex;
 use crate::sim::{MissingRegionReply, Simulation, StoreOpError};
@@ -555,7 +557,8 @@ fn decode_key(text: &str, hex: bool) -> Result<Vec<u8>, String> {
 }
 
 fn regions_reply<'a>(regions: impl Iterator<Item = &'a Region>) -> Response {
-    region_json(&RegionsRef { regions: regions.collect() })
+    let list: Vec<&Region> = regions.collect();
+    region_bytes(views::encode_regions(&list))
 }
 
 /// `GET /regions`: every region.

@@ -67,6 +67,11 @@ pub fn region_json<T: Serialize + ?Sized>(value: &T) -> Response {
     with_type(StatusCode::OK, OCTET_CONTENT_TYPE, escape_html(body))
 }
 
+/// A region reply encoded already (see [`super::views::encode_regions`]), as `application/octet-stream`.
+pub fn region_bytes(body: Vec<u8>) -> Response {
+    with_type(StatusCode::OK, OCTET_CONTENT_TYPE, body)
+}
+
 #[derive(Serialize)]
 struct ErrCode<'a> {
     code: &'static str,

@@ -2,10 +2,9 @@
 //! (`pkg/response/store.go`, `pkg/response/region.go`, `pdpb.Member`). Protobuf fields are
 //! `omitempty`, so zero enums and empty lists are skipped rather than written as `0` or `[]`.
 
-use serde::ser::{SerializeSeq, SerializeStruct};
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
-use crate::model::{DownPeer, PdMember, Peer, PeerRole, Region, Store};
+use crate::model::{PdMember, Peer, PeerRole, Region, Store};
 use crate::sim::{Simulation, StoreStats};
 use crate::units::{GoFloat, format_bytes, format_duration_ns, format_rfc3339_ns, hex_upper};
 
@@ -212,6 +211,11 @@ pub struct RegionView {
 }
 
 impl RegionView {
+    /// Key-value size without RocksDB overhead: about nine tenths of the on-disk size (MiB).
+    fn kv_size(approximate_size: u64) -> u64 {
+        approximate_size * 9 / 10
+    }
+
     /// The empty region PD v8.5 returns for an unknown id.
     pub fn empty() -> Self {
         RegionView {
@@ -257,114 +261,183 @@ impl From<&Region> for RegionView {
             read_keys: r.read_keys,
             approximate_size: r.approximate_size,
             approximate_keys: r.approximate_keys,
-            // Key-value size without RocksDB overhead: about nine tenths of the on-disk size.
-            approximate_kv_size: r.approximate_size * 9 / 10,
+            approximate_kv_size: RegionView::kv_size(r.approximate_size),
         }
     }
 }
 
-/// A region key as upper-case hex, encoded without an allocation for keys up to 64 bytes.
-struct HexKey<'a>(&'a [u8]);
-
-impl Serialize for HexKey<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
-        let mut buf = [0u8; 128];
-        if self.0.len() * 2 > buf.len() {
-            return serializer.serialize_str(&hex_upper(self.0));
+/// A region listing, `{"count":N,"regions":[…]}`, encoded by hand into one buffer: each region
+/// exactly as [`RegionView`] serialises (a test holds the bytes equal), straight from the model.
+///
+/// A check at a million regions can list tens of thousands of them (about 500 bytes each); going
+/// through serde builds nothing per region either, but writes field by field through a generic
+/// formatter and grows its buffer by doubling, which made such a reply cost more than the scan that
+/// selected the regions. The output holds hex keys, numbers and fixed names only, so it has no `<`,
+/// `>` or `&` for Go's HTML escaping to change.
+pub fn encode_regions(regions: &[&Region]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(b"{\"count\":");
+    push_u64(&mut out, regions.len() as u64);
+    out.extend_from_slice(b",\"regions\":[");
+    for (i, region) in regions.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
         }
-        for (i, &b) in self.0.iter().enumerate() {
-            buf[2 * i] = DIGITS[usize::from(b >> 4)];
-            buf[2 * i + 1] = DIGITS[usize::from(b & 0x0F)];
+        let before = out.len();
+        encode_region(&mut out, region);
+        if i == 0 {
+            // Regions of a listing are alike: size the buffer once from the first.
+            out.reserve((out.len() - before + 1) * (regions.len() - 1) + 2);
         }
-        let text = std::str::from_utf8(&buf[..self.0.len() * 2]).unwrap_or_default();
-        serializer.serialize_str(text)
     }
+    out.extend_from_slice(b"]}");
+    out
 }
 
-/// A list of peers, each as [`PeerView`].
-struct PeersRef<'a>(&'a [Peer]);
-
-impl Serialize for PeersRef<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
-        for p in self.0 {
-            seq.serialize_element(&PeerView::from(p))?;
-        }
-        seq.end()
+/// One region as [`RegionView`] serialises it.
+fn encode_region(out: &mut Vec<u8>, r: &Region) {
+    out.extend_from_slice(b"{\"id\":");
+    push_u64(out, r.id);
+    out.extend_from_slice(b",\"start_key\":\"");
+    push_hex(out, &r.start_key);
+    out.extend_from_slice(b"\",\"end_key\":\"");
+    push_hex(out, &r.end_key);
+    out.extend_from_slice(b"\",\"epoch\":{");
+    let mut field = Fields::default();
+    field.u64_omitempty(out, "conf_ver", r.conf_ver);
+    field.u64_omitempty(out, "version", r.version);
+    out.push(b'}');
+    if !r.peers.is_empty() {
+        out.extend_from_slice(b",\"peers\":");
+        push_peers(out, &r.peers);
     }
-}
-
-/// Down peers, each as [`DownPeerView`].
-struct DownPeersRef<'a>(&'a [DownPeer]);
-
-impl Serialize for DownPeersRef<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
-        for d in self.0 {
-            seq.serialize_element(&DownPeerView { peer: PeerView::from(&d.peer), down_seconds: d.down_seconds })?;
-        }
-        seq.end()
+    out.extend_from_slice(b",\"leader\":");
+    match r.leader_peer() {
+        Some(leader) => push_peer(out, leader),
+        None => out.extend_from_slice(b"{\"role_name\":\"\"}"),
     }
-}
-
-/// A region encoded as [`RegionView`] is, straight from the model: no copy of its keys or peers,
-/// so a reply listing thousands of regions costs no allocation per region.
-pub struct RegionRef<'a>(pub &'a Region);
-
-impl Serialize for RegionRef<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let r = self.0;
-        let mut st = serializer.serialize_struct("RegionView", 17)?;
-        st.serialize_field("id", &r.id)?;
-        st.serialize_field("start_key", &HexKey(&r.start_key))?;
-        st.serialize_field("end_key", &HexKey(&r.end_key))?;
-        st.serialize_field("epoch", &EpochView { conf_ver: r.conf_ver, version: r.version })?;
-        if !r.peers.is_empty() {
-            st.serialize_field("peers", &PeersRef(&r.peers))?;
-        }
-        st.serialize_field("leader", &r.leader_peer().map(PeerView::from).unwrap_or_default())?;
-        if !r.down_peers.is_empty() {
-            st.serialize_field("down_peers", &DownPeersRef(&r.down_peers))?;
-        }
-        if !r.pending_peers.is_empty() {
-            st.serialize_field("pending_peers", &PeersRef(&r.pending_peers))?;
-        }
-        st.serialize_field("cpu_usage", &0u64)?;
-        st.serialize_field("written_bytes", &r.written_bytes)?;
-        st.serialize_field("read_bytes", &r.read_bytes)?;
-        st.serialize_field("written_keys", &r.written_keys)?;
-        st.serialize_field("read_keys", &r.read_keys)?;
-        st.serialize_field("approximate_size", &r.approximate_size)?;
-        st.serialize_field("approximate_keys", &r.approximate_keys)?;
-        st.serialize_field("approximate_kv_size", &(r.approximate_size * 9 / 10))?;
-        st.end()
-    }
-}
-
-/// `{"count":N,"regions":[…]}` over borrowed regions.
-pub struct RegionsRef<'a> {
-    /// The regions, in reply order.
-    pub regions: Vec<&'a Region>,
-}
-
-impl Serialize for RegionsRef<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        struct List<'b>(&'b [&'b Region]);
-        impl Serialize for List<'_> {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
-                for r in self.0 {
-                    seq.serialize_element(&RegionRef(r))?;
-                }
-                seq.end()
+    if !r.down_peers.is_empty() {
+        out.extend_from_slice(b",\"down_peers\":[");
+        for (i, d) in r.down_peers.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
             }
+            out.extend_from_slice(b"{\"peer\":");
+            push_peer(out, &d.peer);
+            out.extend_from_slice(b",\"down_seconds\":");
+            push_u64(out, d.down_seconds);
+            out.push(b'}');
         }
-        let mut st = serializer.serialize_struct("RegionsView", 2)?;
-        st.serialize_field("count", &self.regions.len())?;
-        st.serialize_field("regions", &List(&self.regions))?;
-        st.end()
+        out.push(b']');
     }
+    if !r.pending_peers.is_empty() {
+        out.extend_from_slice(b",\"pending_peers\":");
+        push_peers(out, &r.pending_peers);
+    }
+    out.extend_from_slice(b",\"cpu_usage\":0");
+    for (name, value) in [
+        ("written_bytes", r.written_bytes),
+        ("read_bytes", r.read_bytes),
+        ("written_keys", r.written_keys),
+        ("read_keys", r.read_keys),
+        ("approximate_size", r.approximate_size),
+        ("approximate_keys", r.approximate_keys),
+        ("approximate_kv_size", RegionView::kv_size(r.approximate_size)),
+    ] {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+        push_u64(out, value);
+    }
+    out.push(b'}');
+}
+
+/// Commas between the fields of an object whose every field may be omitted.
+#[derive(Default)]
+struct Fields {
+    any: bool,
+}
+
+impl Fields {
+    /// `"name":value`, unless `value` is zero.
+    fn u64_omitempty(&mut self, out: &mut Vec<u8>, name: &str, value: u64) {
+        if value == 0 {
+            return;
+        }
+        if std::mem::replace(&mut self.any, true) {
+            out.push(b',');
+        }
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+        push_u64(out, value);
+    }
+}
+
+/// A peer as [`PeerView`] serialises it.
+fn push_peer(out: &mut Vec<u8>, p: &Peer) {
+    let learner = p.role == PeerRole::Learner;
+    out.extend_from_slice(if learner {
+        b"{\"role_name\":\"Learner\",\"is_learner\":true"
+    } else {
+        b"{\"role_name\":\"Voter\""
+    });
+    // The role name came first, so every later field follows a comma.
+    for (name, value) in [("id", p.id), ("store_id", p.store_id), ("role", u64::from(learner))] {
+        if value != 0 {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b"\":");
+            push_u64(out, value);
+        }
+    }
+    out.push(b'}');
+}
+
+fn push_peers(out: &mut Vec<u8>, peers: &[Peer]) {
+    out.push(b'[');
+    for (i, p) in peers.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_peer(out, p);
+    }
+    out.push(b']');
+}
+
+/// Upper-case hex, as PD prints region keys.
+fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    out.reserve(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 0x0F)]);
+    }
+}
+
+/// A number in decimal, two digits at a time.
+fn push_u64(out: &mut Vec<u8>, mut value: u64) {
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    while value >= 100 {
+        let pair = (value % 100) as usize * 2;
+        value /= 100;
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if value >= 10 {
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&PAIRS[value as usize * 2..value as usize * 2 + 2]);
+    } else {
+        at -= 1;
+        digits[at] = b'0' + value as u8;
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// `{"count":N,"regions":[…]}` (or `null` regions for `/regions/count`).
@@ -410,25 +483,40 @@ pub const PD_GIT_HASH: &str = "8b5f9f8c2e4a1d3b7c6e5f4a3b2c1d0e9f8a7b6c";
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::DownPeer;
     use crate::sim::{ClusterSpec, Simulation};
 
     #[test]
-    fn borrowed_regions_encode_as_the_views_do() {
+    fn hand_encoded_regions_are_the_views_bytes() {
         let mut sim = Simulation::new(ClusterSpec { regions: 20, ..ClusterSpec::default() });
         let r = &mut sim.regions[3];
         r.pending_peers.push(r.peers[1]);
         r.down_peers.push(DownPeer { peer: r.peers[2], down_seconds: 601 });
+        r.down_peers.push(DownPeer { peer: r.peers[1], down_seconds: 0 });
         sim.regions[4].leader = None;
         sim.regions[5].start_key = crate::model::Key::from(vec![0xAB; 90]);
-        for r in sim.regions.iter() {
-            let borrowed = serde_json::to_string(&RegionRef(r)).unwrap();
-            assert_eq!(borrowed, serde_json::to_string(&RegionView::from(r)).unwrap());
-        }
+        sim.regions[6].peers[1].role = PeerRole::Learner;
+        sim.regions[7].conf_ver = 0;
+        sim.regions[8].version = 0;
+        sim.regions[8].conf_ver = 0;
+        sim.regions[9].peers = crate::model::Peers::new();
+        sim.regions[10].approximate_size = u64::MAX / 10;
+        sim.regions[11].written_bytes = u64::MAX;
         let all: Vec<&Region> = sim.regions.iter().collect();
-        let owned = RegionsView { count: all.len(), regions: Some(all.iter().map(|r| RegionView::from(*r)).collect()) };
-        assert_eq!(
-            serde_json::to_string(&RegionsRef { regions: all }).unwrap(),
-            serde_json::to_string(&owned).unwrap()
-        );
+        for n in [0, 1, all.len()] {
+            let owned =
+                RegionsView { count: n, regions: Some(all[..n].iter().map(|r| RegionView::from(*r)).collect()) };
+            let encoded = encode_regions(&all[..n]);
+            assert_eq!(String::from_utf8(encoded).unwrap(), serde_json::to_string(&owned).unwrap());
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        for n in [0, 7, 10, 99, 100, 101, 999, 1000, 65_536, 1_234_567_890, u64::MAX] {
+            let mut out = Vec::new();
+            push_u64(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
     }
 }
