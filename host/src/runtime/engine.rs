@@ -3,10 +3,12 @@
 //! - Pooling allocator: instance slots are reused, so a new instance per call costs
 //!   microseconds; the pool's per-memory size is the largest memory cap configured.
 //! - Epoch interruption: a guest stuck in a loop is interrupted at its deadline. The ticker
-//!   advances the epoch every [`TICK`].
+//!   advances the epoch every [`TICK`] while a call runs, and sleeps while none does.
 //! - `concurrency_support(false)`: the contract has no async WIT functions, and calls are four
 //!   times cheaper without it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -47,25 +49,125 @@ pub fn build_engine(limits: &RuntimeLimits, max_memory_mib: u64) -> anyhow::Resu
     Ok(Engine::new(&config)?)
 }
 
-/// Advances the engine's epoch every [`TICK`] until the engine is dropped.
+/// How long the idle ticker sleeps between checks that the engine still exists.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+/// Advances the engine's epoch every [`TICK`] while at least one plugin call is running, until
+/// the engine is dropped.
+///
+/// The epoch only matters to guest code that is running: it is how a store's deadline and its
+/// periodic yield are reached. Between calls (an idle daemon spends nearly all its time there)
+/// ticking would only wake a thread 100 times a second for nothing, which was about half of an
+/// idle daemon's CPU, so the thread sleeps until a call starts ([`EpochTicker::busy`]).
 pub struct EpochTicker {
+    shared: Arc<TickerShared>,
     _thread: JoinHandle<()>,
+}
+
+/// The calls in flight, and the condition the idle ticker waits on.
+#[derive(Default)]
+struct TickerShared {
+    calls: Mutex<usize>,
+    started: Condvar,
+    /// Epoch increments so far (for tests and diagnostics).
+    ticks: AtomicU64,
+}
+
+/// Keeps the epoch advancing while it lives: held for the whole of one plugin call.
+#[must_use = "the epoch advances only while the guard lives"]
+pub struct TickGuard {
+    shared: Arc<TickerShared>,
+}
+
+impl Drop for TickGuard {
+    fn drop(&mut self) {
+        let mut calls = self.shared.calls.lock().unwrap_or_else(|e| e.into_inner());
+        *calls = calls.saturating_sub(1);
+    }
 }
 
 impl EpochTicker {
     /// Starts the ticker thread; it holds only a weak reference and ends with the engine.
     pub fn start(engine: &Engine) -> EpochTicker {
         let weak = engine.weak();
+        let shared = Arc::new(TickerShared::default());
+        let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name("epoch-ticker".to_owned())
             .spawn(move || {
-                while let Some(engine) = weak.upgrade() {
+                loop {
+                    // Idle: wait for a call, checking now and then that the engine still exists.
+                    {
+                        let mut calls = thread_shared.calls.lock().unwrap_or_else(|e| e.into_inner());
+                        while *calls == 0 {
+                            if weak.upgrade().is_none() {
+                                return;
+                            }
+                            calls = thread_shared
+                                .started
+                                .wait_timeout(calls, IDLE_CHECK)
+                                .unwrap_or_else(|e| e.into_inner())
+                                .0;
+                        }
+                    }
+                    let Some(engine) = weak.upgrade() else { return };
                     engine.increment_epoch();
+                    thread_shared.ticks.fetch_add(1, Ordering::Relaxed);
                     drop(engine);
                     std::thread::sleep(TICK);
                 }
             })
             .expect("spawning the epoch ticker thread");
-        EpochTicker { _thread: thread }
+        EpochTicker { shared, _thread: thread }
+    }
+
+    /// Marks a plugin call as running until the guard is dropped: the epoch advances meanwhile.
+    pub fn busy(&self) -> TickGuard {
+        let mut calls = self.shared.calls.lock().unwrap_or_else(|e| e.into_inner());
+        *calls += 1;
+        self.shared.started.notify_one();
+        TickGuard { shared: self.shared.clone() }
+    }
+
+    /// How many times the epoch was advanced so far.
+    pub fn ticks(&self) -> u64 {
+        self.shared.ticks.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let started = Instant::now();
+        while !done() {
+            assert!(started.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn the_epoch_advances_only_while_a_call_runs() {
+        let engine = build_engine(&RuntimeLimits::default(), 16).unwrap();
+        let ticker = EpochTicker::start(&engine);
+        std::thread::sleep(TICK * 10);
+        assert_eq!(ticker.ticks(), 0, "no call has run yet");
+
+        let guard = ticker.busy();
+        wait_until("ticks while a call runs", || ticker.ticks() >= 3);
+        // A second call overlapping the first keeps it going after the first ends.
+        let second = ticker.busy();
+        drop(guard);
+        let before = ticker.ticks();
+        wait_until("ticks while the second call runs", || ticker.ticks() >= before + 3);
+        drop(second);
+
+        // The thread may finish the tick it was sleeping on, then it stops.
+        std::thread::sleep(TICK * 3);
+        let idle = ticker.ticks();
+        std::thread::sleep(TICK * 20);
+        assert_eq!(ticker.ticks(), idle, "the epoch stood still with no call running");
     }
 }

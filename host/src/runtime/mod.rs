@@ -58,7 +58,7 @@ pub(crate) struct RuntimeInner {
     pub(crate) gate: Arc<GateShared>,
     pub(crate) audit: AuditSink,
     pub(crate) limits: RuntimeLimits,
-    _ticker: engine::EpochTicker,
+    pub(crate) ticker: engine::EpochTicker,
 }
 
 /// A plugin that could not be loaded, and why.
@@ -114,7 +114,7 @@ impl Runtime {
             limits.http_timeout(),
             limits.http_response_limit_bytes(),
         )?);
-        Ok(Runtime { inner: Arc::new(RuntimeInner { engine, linker, cache, gate, audit, limits, _ticker: ticker }) })
+        Ok(Runtime { inner: Arc::new(RuntimeInner { engine, linker, cache, gate, audit, limits, ticker }) })
     }
 
     /// The audit sink every call records into.

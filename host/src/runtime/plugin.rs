@@ -374,6 +374,8 @@ impl Plugin {
         let args_sha256 = crate::digest::sha256_hex(&serde_json::to_vec(args).unwrap_or_default());
         let index = self.exports.get(export).expect("the world's exports were checked at load");
         let mut store = self.new_store(export, context, permit);
+        // The epoch (the store's deadline and periodic yield) advances only while a call runs.
+        let _ticking = self.runtime.ticker.busy();
         let started = Instant::now();
         let result = tokio::time::timeout(self.deadline, body(self.pre.instance_pre(), index, &mut store)).await;
         let duration = started.elapsed();
