@@ -65,6 +65,8 @@ impl ArtifactCache {
         self.store(&path, &artifact)?;
         // SAFETY: the artifact was produced by `precompile_component` of this very engine.
         let component = unsafe { Component::deserialize(engine, &artifact) }?;
+        drop(artifact);
+        release_freed_memory();
         Ok((component, CacheOutcome::Compiled))
     }
 
@@ -106,6 +108,27 @@ impl ArtifactCache {
         file.sync_all()?;
         fs::rename(&temp, path).with_context(|| format!("renaming into {}", path.display()))?;
         Ok(())
+    }
+}
+
+/// Hands the heap memory freed since the last call back to the kernel.
+///
+/// Compiling a component allocates tens of MiB in the compiler and frees them at the end, but
+/// glibc's allocator keeps freed memory in its per-thread arenas: a daemon that compiled its
+/// plugins at start (a fresh data directory, or a new engine version) stayed about 25 MiB larger
+/// for its whole life than one that loaded them from this cache. Other allocators and platforms
+/// need nothing here.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: glibc's malloc_trim takes the allocator's own locks and only returns free pages
+        // to the kernel; it is safe to call from any thread at any time.
+        unsafe {
+            malloc_trim(0);
+        }
     }
 }
 
