@@ -109,6 +109,7 @@ struct Workers {
     tickets: TicketStore,
     executor: Arc<Executor>,
     subject: Arc<Plugin>,
+    metrics: Arc<Metrics>,
 }
 
 /// The assembled pipeline. Build it, read what it is made of (for a startup summary or an API),
@@ -286,6 +287,7 @@ impl Pipeline {
             tickets: self.tickets.clone(),
             executor: self.executor.clone(),
             subject: self.subject.clone(),
+            metrics: self.metrics.clone(),
         });
         let stop = self.stop.subscribe();
         self.tasks.push(tokio::spawn(monitor.run(stop.clone())));
@@ -397,6 +399,7 @@ async fn diagnosis_loop(
 /// refuses is recorded on the ticket as dropped, with why.
 async fn diagnose_and_propose(workers: &Workers, id: &str) -> Result<()> {
     let actions = workers.executor.actions();
+    let started = std::time::Instant::now();
     let record = crate::diagnose::ticket::diagnose_ticket(
         &workers.engine,
         &workers.subject,
@@ -406,6 +409,15 @@ async fn diagnose_and_propose(workers: &Workers, id: &str) -> Result<()> {
         id,
     )
     .await?;
+    // Every input token counts, cached ones included: they are what the diagnosis read.
+    let usage = &record.usage;
+    let input_tokens = usage.input_tokens + usage.cache_creation_input_tokens + usage.cache_read_input_tokens;
+    workers.metrics.observe_diagnosis(
+        record.diagnoser.as_str(),
+        started.elapsed().as_secs_f64(),
+        input_tokens,
+        usage.output_tokens,
+    );
     let by = format!("diagnoser:{}", record.diagnoser.as_str());
     let mut refused = Vec::new();
     let mut proposed = Vec::new();

@@ -135,6 +135,12 @@ transfer-leader = "required"
         .unwrap()
         .block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() });
     assert!(metrics.contains("operator_actions"), "{metrics}");
+    // The rules diagnosed the ticket once, and the time it took is a sample of the histogram.
+    assert!(
+        metrics.lines().any(|l| l.starts_with("operator_diagnosis_duration_seconds_count{diagnoser=\"rules\"}")
+            && l.split_whitespace().last().and_then(|v| v.parse::<f64>().ok()).is_some_and(|v| v >= 1.0)),
+        "{metrics}"
+    );
 
     // A clean stop, then the audit chain verifies.
     unsafe_sigterm(daemon.0.id());

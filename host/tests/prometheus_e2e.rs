@@ -415,6 +415,7 @@ grants = [
         "nothing was denied: {metrics}"
     );
     at_least("operator_monitor_cycle_duration_seconds_count", &[], 10.0);
+    at_least("operator_diagnosis_duration_seconds_count", &[("diagnoser", "rules")], 1.0);
 
     // A clean stop, then the audit chain verifies.
     let mut daemon = daemon;
