@@ -146,7 +146,7 @@ fn host(data_dir: &Path) -> Command {
         .arg("--data-dir")
         .arg(data_dir)
         .env_remove("OPERATOR_CONFIG")
-        .env_remove("OPERATOR_PD")
+        .env_remove("OPERATOR_ENDPOINTS")
         .env_remove("ANTHROPIC_API_KEY")
         .env_remove("OPENAI_API_KEY")
         .env("OPERATOR_LOG", "warn")
@@ -232,6 +232,6 @@ grants = [
     let daemon = start_daemon(dir.path(), &[]);
     std::thread::sleep(Duration::from_secs(settle));
     let usage = measure(&[daemon.0.id(), sim.0.id()], secs);
-    report("daemon alone (run --pd, simulator elsewhere)", &usage[0], true);
+    report("daemon alone (run, simulator elsewhere)", &usage[0], true);
     report("the simulator's process (reference)", &usage[1], false);
 }

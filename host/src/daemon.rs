@@ -60,7 +60,7 @@ pub struct StartMode {
 /// How to build the pipeline, beyond the configuration.
 #[derive(Debug, Clone, Default)]
 pub struct PipelineOptions {
-    /// Start the simulated cluster and point the `pd` endpoint (and default grants) at it.
+    /// Start the simulated cluster and point the endpoints it serves (and default grants) at it.
     pub sim: Option<SimOptions>,
     /// Set this mode before anything runs, when it differs from the persisted one.
     pub mode: Option<StartMode>,
@@ -72,28 +72,24 @@ pub struct PipelineOptions {
     pub config_path: Option<PathBuf>,
 }
 
-/// The grants a simulated cluster needs when the configuration names none: PD's API (reads, and
-/// writes for approved actions) and the stores' status ports on loopback.
+/// The grants the subject plugin needs against the simulated cluster when the configuration names
+/// none, as the simulator describes them.
 pub fn sim_grants() -> Vec<GrantSpec> {
-    vec![
-        GrantSpec {
-            endpoint: Some("pd".into()),
-            url: None,
-            methods: vec!["GET".into(), "POST".into(), "DELETE".into()],
-            paths: vec!["/pd/api/v1/**".into()],
-        },
-        GrantSpec {
-            endpoint: None,
-            url: Some("http://127.0.0.1:*".into()),
-            methods: vec!["GET".into()],
-            paths: vec!["/status".into()],
-        },
-    ]
+    tikv_sim::SimCluster::client_access()
+        .into_iter()
+        .map(|access| GrantSpec {
+            endpoint: access.endpoint,
+            url: access.url,
+            methods: access.methods,
+            paths: access.paths,
+        })
+        .collect()
 }
 
-/// Points the `pd` endpoint at `urls`, creating it when the configuration has none.
-pub fn set_pd(config: &mut Config, urls: Vec<String>) {
-    let endpoint = config.endpoints.entry("pd".into()).or_insert_with(|| EndpointConfig {
+/// Points the endpoint `name` at `urls`, creating it when the configuration has none (its token
+/// and headers, when configured, are kept).
+pub fn set_endpoint(config: &mut Config, name: &str, urls: Vec<String>) {
+    let endpoint = config.endpoints.entry(name.to_owned()).or_insert_with(|| EndpointConfig {
         urls: vec![],
         bearer_token_env: None,
         headers: BTreeMap::new(),
@@ -322,9 +318,9 @@ impl Pipeline {
     }
 }
 
-/// Starts the simulated cluster, points the `pd` endpoint at it, grants the subject plugin what it
-/// needs there unless the configuration grants something, and writes the control API's discovery
-/// file so that `operator-host sim fault …` finds it.
+/// Starts the simulated cluster, points the endpoints it serves at it, grants the subject plugin
+/// what it needs there unless the configuration grants something, and writes the control API's
+/// discovery file so that `operator-host sim fault …` finds it.
 async fn start_sim(data_dir: &Path, config: &mut Config, options: &SimOptions) -> Result<Arc<tikv_sim::SimCluster>> {
     let spec = tikv_sim::ClusterSpec {
         stores: options.stores,
@@ -333,21 +329,16 @@ async fn start_sim(data_dir: &Path, config: &mut Config, options: &SimOptions) -
         ..tikv_sim::ClusterSpec::default()
     };
     let cluster = tikv_sim::SimCluster::start(spec, options.speed).await?;
-    set_pd(config, cluster.pd_urls());
+    for endpoint in cluster.endpoints() {
+        set_endpoint(config, &endpoint.name, endpoint.urls);
+    }
     let subject = config.subject.clone();
     let plugin = config.plugins.entry(subject).or_default();
     if plugin.grants.is_empty() {
         plugin.grants = sim_grants();
     }
     std::fs::create_dir_all(data_dir)?;
-    tikv_sim::control::write_discovery(
-        data_dir,
-        &tikv_sim::control::DiscoveryInfo {
-            control_url: cluster.control_url(),
-            pd_urls: cluster.pd_urls(),
-            pid: std::process::id(),
-        },
-    )?;
+    tikv_sim::control::write_discovery(data_dir, &cluster.discovery_info())?;
     Ok(cluster)
 }
 

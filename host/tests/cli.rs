@@ -212,6 +212,29 @@ fn sim_arguments_are_checked() {
     assert!(stderr(&output).contains("--stores"), "{}", stderr(&output));
 }
 
+#[test]
+fn run_endpoint_arguments_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    for (argument, why) in [
+        ("http://10.0.0.1:8080", "NAME=URL"),
+        ("=http://10.0.0.1:8080", "name before `=` is empty"),
+        ("api=not a url", "`not a url` is not a URL"),
+        ("api=http://10.0.0.1:8080,", "empty URL"),
+    ] {
+        let output = host(dir.path(), &["run", "--endpoint", argument, "--duration", "1"]);
+        assert!(!output.status.success(), "{argument} is refused");
+        let message = stderr(&output);
+        assert!(message.contains("--endpoint") && message.contains(why), "{argument}: {message}");
+    }
+    let output = host(
+        dir.path(),
+        &["run", "--endpoint", "api=http://10.0.0.1:1", "--endpoint", "api=http://10.0.0.2:1", "--duration", "1"],
+    );
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--endpoint api is given more than once"), "{}", stderr(&output));
+    assert!(!dir.path().join("operator.redb").exists(), "nothing was written");
+}
+
 /// Writes one open ticket straight into a fresh data directory.
 fn seed_ticket(data_dir: &Path) -> String {
     use operator_host::monitor::tickets::{Ticket, TicketEvent, TicketStatus, TicketStore};

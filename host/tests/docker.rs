@@ -549,12 +549,15 @@ fn the_operator_configuration_resolves_and_its_endpoints_are_services() {
     }
     assert!(resolved.grants.contains_key(&config.subject), "[plugins.{}] grants something", config.subject);
 
-    // An OPERATOR_PD in the environment would replace [endpoints.pd]: it must point at PD too.
+    // OPERATOR_ENDPOINTS in the environment would replace endpoints' URLs: they must be reachable too.
     let services = services(&compose);
     let (operator_name, operator) = operator_service(&services);
-    if let Some(pd) = operator["environment"].get("OPERATOR_PD") {
-        for url in text(pd).split(',') {
-            assert_reaches(&listens, &format!("{operator_name} OPERATOR_PD"), url);
+    if let Some(endpoints) = operator["environment"].get("OPERATOR_ENDPOINTS") {
+        for endpoint in text(endpoints).split(';') {
+            let (name, urls) = endpoint.split_once('=').expect("OPERATOR_ENDPOINTS holds NAME=URL[,URL...]");
+            for url in urls.split(',') {
+                assert_reaches(&listens, &format!("{operator_name} OPERATOR_ENDPOINTS {name}"), url);
+            }
         }
     }
 }

@@ -274,7 +274,7 @@ grants = [
             .arg(dir.path())
             .args(["run", "--mode", "execute"])
             .env_remove("OPERATOR_CONFIG")
-            .env_remove("OPERATOR_PD")
+            .env_remove("OPERATOR_ENDPOINTS")
             .env_remove("ANTHROPIC_API_KEY")
             .env("OPERATOR_LOG", "warn")
             .stdout(Stdio::null())

@@ -70,6 +70,34 @@ impl Listener {
     }
 }
 
+/// The name under which a client configures the cluster's PD API (`[endpoints.pd]` in the operator's
+/// configuration, `endpoint = "pd"` in its grants).
+pub const PD_ENDPOINT: &str = "pd";
+
+/// An HTTP endpoint the cluster serves, described without any client's types: a client configures
+/// an endpoint `name` with these base URLs (tried in order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedEndpoint {
+    /// The endpoint's name, as a client's configuration and grants refer to it.
+    pub name: String,
+    /// Base URLs (`http://127.0.0.1:port`), one per serving process.
+    pub urls: Vec<String>,
+}
+
+/// An HTTP access a client of the cluster (such as a subject plugin) needs: to a named endpoint of
+/// [`SimCluster::endpoints`] or to an origin pattern, with these methods and path patterns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NeededAccess {
+    /// Name of a served endpoint; exclusive with `url`.
+    pub endpoint: Option<String>,
+    /// Origin pattern such as `http://127.0.0.1:*`; exclusive with `endpoint`.
+    pub url: Option<String>,
+    /// HTTP methods (`GET`, `POST`, …).
+    pub methods: Vec<String>,
+    /// Path patterns, such as `/pd/api/v1/**`.
+    pub paths: Vec<String>,
+}
+
 /// A simulated cluster serving PD's API and the stores' status ports on loopback.
 pub struct SimCluster {
     sim: Arc<Mutex<Simulation>>,
@@ -130,6 +158,47 @@ impl SimCluster {
     /// The PD client URLs (`http://127.0.0.1:port`), one per member, in member order.
     pub fn pd_urls(&self) -> Vec<String> {
         lock(&self.sim).members.iter().map(|m| m.client_url.clone()).collect()
+    }
+
+    /// The HTTP endpoints the cluster serves, by name: PD's API ([`PD_ENDPOINT`]) on every member.
+    /// The stores' status ports are not among them: their addresses are what PD reports.
+    pub fn endpoints(&self) -> Vec<ServedEndpoint> {
+        vec![ServedEndpoint { name: PD_ENDPOINT.into(), urls: self.pd_urls() }]
+    }
+
+    /// What a client that monitors and operates the cluster needs: PD's API (reads, and writes for
+    /// actions) on [`PD_ENDPOINT`], and the stores' status ports on loopback (reads).
+    pub fn client_access() -> Vec<NeededAccess> {
+        vec![
+            NeededAccess {
+                endpoint: Some(PD_ENDPOINT.into()),
+                url: None,
+                methods: vec!["GET".into(), "POST".into(), "DELETE".into()],
+                paths: vec!["/pd/api/v1/**".into()],
+            },
+            NeededAccess {
+                endpoint: None,
+                url: Some("http://127.0.0.1:*".into()),
+                methods: vec!["GET".into()],
+                paths: vec!["/status".into()],
+            },
+        ]
+    }
+
+    /// A one-line description of the cluster's size, e.g. `6 stores, 3 PD members, 1000 regions`.
+    pub fn summary(&self) -> String {
+        let sim = lock(&self.sim);
+        format!("{} stores, {} PD members, {} regions", sim.stores.len(), sim.members.len(), sim.regions.len())
+    }
+
+    /// What the discovery file ([`crate::control::write_discovery`]) records for this cluster,
+    /// served by the current process.
+    pub fn discovery_info(&self) -> crate::control::DiscoveryInfo {
+        crate::control::DiscoveryInfo {
+            control_url: self.control_url(),
+            pd_urls: self.pd_urls(),
+            pid: std::process::id(),
+        }
     }
 
     /// The stores' status addresses (`127.0.0.1:port`) by store id.

@@ -359,12 +359,12 @@ mod tests {
 
     fn capability(target: &str, decision: Decision) -> AuditEvent {
         AuditEvent::Capability {
-            plugin: "tikv".into(),
+            plugin: "subject".into(),
             export: "observe".into(),
             target: target.into(),
             url: None,
             method: "GET".into(),
-            path: "/pd/api/v1/stores".into(),
+            path: "/v1/items".into(),
             decision,
             status: Some(200),
             bytes: 10,
@@ -377,25 +377,27 @@ mod tests {
     #[test]
     fn audit_events_feed_the_call_and_capability_figures() {
         let metrics = Metrics::new();
-        metrics.record_event(&call("tikv", "observe", CallOutcome::Ok));
-        metrics.record_event(&call("tikv", "observe", CallOutcome::Timeout { after_ms: 5 }));
-        metrics.record_event(&capability("pd", Decision::Allowed { rule: "r".into() }));
-        metrics.record_event(&capability("pd", Decision::Denied { reason: "no".into(), rule: None }));
+        metrics.record_event(&call("subject", "observe", CallOutcome::Ok));
+        metrics.record_event(&call("subject", "observe", CallOutcome::Timeout { after_ms: 5 }));
+        metrics.record_event(&capability("api", Decision::Allowed { rule: "r".into() }));
+        metrics.record_event(&capability("api", Decision::Denied { reason: "no".into(), rule: None }));
         metrics.record_event(&AuditEvent::note("ignored"));
         metrics.observe_diagnosis("claude", 3.5, 1200, 300);
         metrics.observe_cycle(0.05);
         metrics.observe_observation_failure();
         let text = metrics.encode();
         assert!(
-            text.contains(r#"operator_plugin_calls_total{plugin="tikv",export="observe",outcome="ok"} 1"#),
+            text.contains(r#"operator_plugin_calls_total{plugin="subject",export="observe",outcome="ok"} 1"#),
             "{text}"
         );
-        assert!(text.contains(r#"operator_plugin_calls_total{plugin="tikv",export="observe",outcome="timeout"} 1"#));
-        assert!(text.contains(r#"operator_plugin_call_duration_seconds_count{plugin="tikv",export="observe"} 2"#));
+        assert!(text.contains(r#"operator_plugin_calls_total{plugin="subject",export="observe",outcome="timeout"} 1"#));
+        assert!(text.contains(r#"operator_plugin_call_duration_seconds_count{plugin="subject",export="observe"} 2"#));
         assert!(
-            text.contains(r#"operator_capability_decisions_total{plugin="tikv",target="pd",decision="allowed"} 1"#)
+            text.contains(r#"operator_capability_decisions_total{plugin="subject",target="api",decision="allowed"} 1"#)
         );
-        assert!(text.contains(r#"operator_capability_decisions_total{plugin="tikv",target="pd",decision="denied"} 1"#));
+        assert!(
+            text.contains(r#"operator_capability_decisions_total{plugin="subject",target="api",decision="denied"} 1"#)
+        );
         assert!(text.contains(r#"operator_diagnosis_tokens_total{diagnoser="claude",direction="input"} 1200"#));
         assert!(text.contains(r#"operator_diagnosis_duration_seconds_sum{diagnoser="claude"} 3.5"#));
         assert!(text.contains("operator_monitor_cycle_duration_seconds_count 1"));

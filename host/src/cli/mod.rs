@@ -48,7 +48,7 @@ pub struct Cli {
 const EXAMPLES: &str = "\
 Examples:
   operator-host run --sim                    # the whole pipeline on the built-in simulated cluster
-  operator-host run --pd http://pd-0:2379    # a real cluster
+  operator-host run --endpoint api=http://10.0.0.1:2379,http://10.0.0.2:2379   # a real cluster ([endpoints.api])
   operator-host demo                         # the pipeline in a terminal UI, on the simulated cluster
   operator-host plugins list
   operator-host plugins inspect tools

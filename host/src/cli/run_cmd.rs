@@ -14,7 +14,7 @@ use clap::Args;
 use super::Context;
 use crate::actions::policy::Mode;
 use crate::config::Config;
-use crate::daemon::{Pipeline, PipelineOptions, SimOptions, StartMode, set_pd};
+use crate::daemon::{Pipeline, PipelineOptions, SimOptions, StartMode, set_endpoint};
 
 /// Options of the daemon.
 #[derive(Debug, Args)]
@@ -34,9 +34,16 @@ pub struct RunArgs {
     /// Seed of the simulated cluster.
     #[arg(long, default_value_t = 1)]
     pub sim_seed: u64,
-    /// PD URLs of a real cluster (overrides `[endpoints.pd]`); also `OPERATOR_PD`, comma-separated.
-    #[arg(long = "pd", env = "OPERATOR_PD", value_delimiter = ',', value_name = "URL")]
-    pub pd: Vec<String>,
+    /// Point the endpoint NAME at these URLs (overrides `[endpoints.NAME]`'s URLs; repeatable, one
+    /// name each); also `OPERATOR_ENDPOINTS`, `;`-separated (`a=URL,URL;b=URL`).
+    #[arg(
+        long = "endpoint",
+        env = "OPERATOR_ENDPOINTS",
+        value_delimiter = ';',
+        value_name = "NAME=URL[,URL...]",
+        value_parser = parse_endpoint
+    )]
+    pub endpoints: Vec<EndpointArg>,
     /// Start in this mode (otherwise the persisted mode, observe by default).
     #[arg(long, value_parser = ["observe", "execute"])]
     pub mode: Option<String>,
@@ -48,10 +55,49 @@ pub struct RunArgs {
     pub duration: Option<u64>,
 }
 
+/// One `--endpoint NAME=URL[,URL...]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointArg {
+    /// The endpoint's name, as `[endpoints.NAME]` and grants name it.
+    pub name: String,
+    /// Its base URLs, tried in order.
+    pub urls: Vec<String>,
+}
+
+/// Parses `NAME=URL[,URL...]`: a non-empty name, and absolute `http`/`https` URLs with a host.
+fn parse_endpoint(text: &str) -> Result<EndpointArg, String> {
+    let Some((name, urls)) = text.split_once('=') else {
+        return Err("expected NAME=URL[,URL...], e.g. api=http://10.0.0.1:8080 (no `=`)".into());
+    };
+    let name = name.trim();
+    if name.is_empty() {
+        return Err("the endpoint name before `=` is empty".into());
+    }
+    let mut parsed = Vec::new();
+    for url in urls.split(',').map(str::trim) {
+        if url.is_empty() {
+            return Err(format!("endpoint {name}: empty URL in `{urls}`"));
+        }
+        match url::Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => parsed.push(url.to_owned()),
+            Ok(_) => return Err(format!("endpoint {name}: `{url}` is not an http(s) URL with a host")),
+            Err(e) => return Err(format!("endpoint {name}: `{url}` is not a URL ({e})")),
+        }
+    }
+    Ok(EndpointArg { name: name.to_owned(), urls: parsed })
+}
+
 pub(super) async fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
     let mut config = Config::load(&context.config_path, context.config_explicit)?;
-    if !args.pd.is_empty() {
-        set_pd(&mut config, args.pd.clone());
+    let mut seen = std::collections::BTreeSet::new();
+    for endpoint in &args.endpoints {
+        if !seen.insert(endpoint.name.as_str()) {
+            return Err(anyhow!(
+                "--endpoint {} is given more than once: give all its URLs in one, comma-separated",
+                endpoint.name
+            ));
+        }
+        set_endpoint(&mut config, &endpoint.name, endpoint.urls.clone());
     }
     if let Some(choice) = &args.diagnoser {
         config.diagnosis.diagnoser = choice.parse().map_err(|e: String| anyhow!(e))?;
@@ -102,20 +148,24 @@ pub(super) async fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
     // The startup summary: what is watched, how, and where.
     let safety = executor.safety();
     println!("operator-host {} — data in {}", env!("CARGO_PKG_VERSION"), context.data_dir.display());
+    let endpoints = if config.endpoints.is_empty() {
+        "(none configured)".to_owned()
+    } else {
+        config
+            .endpoints
+            .iter()
+            .map(|(name, e)| format!("{name} = {}", e.urls.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
     match &pipeline.sim {
         Some(cluster) => println!(
-            "monitoring the simulated cluster ({} stores, {} regions, speed {}x): PD {}; faults: `operator-host sim fault …` (control {})",
-            args.sim_stores,
-            args.sim_regions,
+            "monitoring the simulated cluster ({}, speed {}x) through endpoints {endpoints}; faults: `operator-host sim fault …` (control {})",
+            cluster.summary(),
             args.sim_speed,
-            cluster.pd_urls().join(", "),
             cluster.control_url()
         ),
-        None => println!(
-            "monitoring {} through endpoint pd = {}",
-            config.subject,
-            config.endpoints.get("pd").map(|e| e.urls.join(", ")).unwrap_or_else(|| "(not configured)".into())
-        ),
+        None => println!("monitoring {} through endpoints {endpoints}", config.subject),
     }
     println!(
         "subject plugin {} {}; tools {}",
@@ -226,5 +276,28 @@ async fn wait_for_stop(duration: Option<u64>) {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = timer => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_argument_is_a_name_and_urls() {
+        let parsed = parse_endpoint("api=http://10.0.0.1:8080,https://b.example").unwrap();
+        assert_eq!(parsed.name, "api");
+        assert_eq!(parsed.urls, ["http://10.0.0.1:8080", "https://b.example"]);
+        assert_eq!(parse_endpoint(" api = http://a:1 ").unwrap().urls, ["http://a:1"]);
+    }
+
+    #[test]
+    fn malformed_endpoint_arguments_are_refused_with_why() {
+        assert!(parse_endpoint("http://a:1").unwrap_err().contains("NAME=URL"), "no `=`");
+        assert!(parse_endpoint("=http://a:1").unwrap_err().contains("name"), "empty name");
+        assert!(parse_endpoint("api=").unwrap_err().contains("empty URL"));
+        assert!(parse_endpoint("api=http://a:1,").unwrap_err().contains("empty URL"));
+        assert!(parse_endpoint("api=not a url").unwrap_err().contains("`not a url` is not a URL"));
+        assert!(parse_endpoint("api=localhost:8080").unwrap_err().contains("not an http(s) URL"));
     }
 }

@@ -124,7 +124,7 @@ pub enum Health {
 /// One entity of the subject plugin's summary.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entity {
-    /// Its kind, e.g. a store or a PD member.
+    /// Its kind, as the plugin names it (e.g. `node`).
     pub kind: String,
     /// Its id.
     pub id: String,

@@ -1,7 +1,7 @@
 //! `operator-host demo`: a terminal UI over the daemon's pipeline ([`crate::daemon::Pipeline`])
 //! running against the in-process simulated cluster. It walks through chapters — a healthy
 //! cluster, a fault picked from the S1–S12 menu and injected after a countdown, its detection,
-//! diagnosis, the proposed action, a human's approval, the execution against the simulator's PD
+//! diagnosis, the proposed action, a human's approval, the execution against the simulator's
 //! API, its verification and the recovery — showing the pipeline's real state at each step.
 //!
 //! [`app`] holds the state and the chapter logic (pure), [`ui`] draws it with ratatui, and this
