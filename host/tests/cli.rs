@@ -2,30 +2,14 @@
 //! clear errors for bad input.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use redb::{ReadableDatabase, TableDefinition};
 
 const AUDIT_RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("audit_records");
 
-fn host(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_operator-host"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("OPERATOR_CONFIG")
-        .env("OPERATOR_LOG", "warn")
-        .output()
-        .expect("running operator-host")
-}
+mod common;
 
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use common::{host, spawn, stderr, stdout};
 
 #[test]
 fn lists_and_inspects_the_built_in_plugins() {
@@ -313,16 +297,6 @@ fn tickets_are_listed_shown_held_and_resolved_from_the_command_line() {
     assert!(host(dir.path(), &["audit", "verify"]).status.success());
 }
 
-/// Kills the child process when dropped.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn sim_fault_finds_the_running_simulator_and_injects_faults() {
     let dir = tempfile::tempdir().unwrap();
@@ -331,16 +305,7 @@ fn sim_fault_finds_the_running_simulator_and_injects_faults() {
     assert!(!none.status.success());
     assert!(stderr(&none).contains("operator-host sim"), "{}", stderr(&none));
 
-    let _sim = Child(
-        Command::new(env!("CARGO_BIN_EXE_operator-host"))
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(["sim", "--stores", "3", "--regions", "30", "--speed", "5"])
-            .env("OPERATOR_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _sim = spawn(dir.path(), &["sim", "--stores", "3", "--regions", "30", "--speed", "5"]);
     let discovery = dir.path().join("sim-control.json");
     for _ in 0..200 {
         if discovery.exists() {

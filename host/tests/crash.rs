@@ -13,9 +13,9 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -23,48 +23,21 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+mod common;
+
+use common::{Proc, daemon_api_url, host_logging, spawn_logging, wait_for};
+
+/// Polling pace of [`wait_for`] here.
+const POLL: Duration = Duration::from_millis(100);
+
+/// `operator-host` to its end; this test logs errors only.
 fn host(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_operator-host"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("OPERATOR_CONFIG")
-        .env("OPERATOR_LOG", "error")
-        .output()
-        .expect("running operator-host")
+    host_logging(data_dir, "error", args)
 }
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
+/// `operator-host` in the background; this test logs errors only.
 fn spawn(data_dir: &Path, args: &[&str]) -> Proc {
-    Proc(
-        Command::new(env!("CARGO_BIN_EXE_operator-host"))
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(args)
-            .env("OPERATOR_LOG", "error")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-fn wait_for<T>(secs: u64, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(started.elapsed() < Duration::from_secs(secs), "timed out after {secs} s waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    spawn_logging(data_dir, "error", args)
 }
 
 fn get(rt: &tokio::runtime::Runtime, url: &str) -> Option<Value> {
@@ -88,7 +61,7 @@ fn sigkill_at_any_point_loses_nothing_and_runs_nothing_twice() {
     let sim_dir = tempfile::tempdir().unwrap();
     let _sim = spawn(sim_dir.path(), &["sim", "--stores", "4", "--regions", "200", "--speed", "2"]);
     let discovery = sim_dir.path().join("sim-control.json");
-    wait_for(60, "the simulator", || discovery.exists().then_some(()));
+    wait_for(60, POLL, "the simulator", |_| discovery.exists().then_some(()));
     let sim: Value = serde_json::from_slice(&std::fs::read(&discovery).unwrap()).unwrap();
     let pd = sim["pd_urls"][0].as_str().unwrap().to_owned();
 
@@ -159,16 +132,13 @@ settings = {{ "status-probes" = "false" }}
         daemon.0.wait().unwrap();
         let _ = std::fs::remove_file(dir.path().join("daemon.json"));
         let mut daemon = spawn(dir.path(), &["run"]);
-        let api = wait_for(60, "the restarted daemon", || {
-            let info: Value = serde_json::from_slice(&std::fs::read(dir.path().join("daemon.json")).ok()?).ok()?;
-            Some(info["api_url"].as_str()?.to_owned())
-        });
-        let status = wait_for(60, "the action to finish", || {
+        let api = wait_for(60, POLL, "the restarted daemon", |_| daemon_api_url(dir.path()));
+        let status = wait_for(60, POLL, "the action to finish", |_| {
             let a = get(&rt, &format!("{api}/api/v1/actions/{id}"))?;
             let status = a["action"]["status"].as_str()?.to_owned();
             matches!(status.as_str(), "completed" | "failed" | "cancelled").then_some(status)
         });
-        Command::new("kill").arg("-TERM").arg(daemon.0.id().to_string()).status().unwrap();
+        common::sigterm(daemon.0.id());
         assert!(daemon.0.wait().unwrap().success());
 
         // PD's record of finished operators: one admin transfer for this region if completed.
@@ -287,10 +257,7 @@ struct Daemon {
 fn start_daemon(dir: &Path) -> Daemon {
     let _ = std::fs::remove_file(dir.join("daemon.json"));
     let process = spawn(dir, &["run"]);
-    let api = wait_for(60, "the daemon's API", || {
-        let info: Value = serde_json::from_slice(&std::fs::read(dir.join("daemon.json")).ok()?).ok()?;
-        Some(info["api_url"].as_str()?.to_owned())
-    });
+    let api = wait_for(60, POLL, "the daemon's API", |_| daemon_api_url(dir));
     Daemon { process, api }
 }
 
@@ -300,7 +267,7 @@ fn sigkill(mut daemon: Daemon) {
 }
 
 fn sigterm(mut daemon: Daemon) {
-    Command::new("kill").arg("-TERM").arg(daemon.process.0.id().to_string()).status().unwrap();
+    common::sigterm(daemon.process.0.id());
     let status = daemon.process.0.wait().unwrap();
     assert!(status.success(), "the daemon stops cleanly: {status:?}");
 }
@@ -358,10 +325,10 @@ fn drain_once(
         &["sim", "--stores", "4", "--regions", "40", "--speed", "20", "--seed", &seed.to_string()],
     );
     let discovery = sim_dir.path().join("sim-control.json");
-    wait_for(60, "the simulator", || discovery.exists().then_some(()));
+    wait_for(60, POLL, "the simulator", |_| discovery.exists().then_some(()));
     let sim: Value = serde_json::from_slice(&std::fs::read(&discovery).unwrap()).unwrap();
     let pd = sim["pd_urls"][0].as_str().unwrap().to_owned();
-    wait_for(30, "store 2 to lead regions", || {
+    wait_for(30, POLL, "store 2 to lead regions", |_| {
         let store = get(rt, &format!("{pd}/pd/api/v1/store/2"))?;
         (store["status"]["leader_count"].as_u64()? > 0).then_some(())
     });
@@ -389,7 +356,7 @@ fn drain_once(
         phases.push(run.unwrap_or_else(|| "unknown".into()));
         daemon = start_daemon(dir);
     }
-    let run = wait_for(60, "the workflow to settle", || {
+    let run = wait_for(60, POLL, "the workflow to settle", |_| {
         let run = get(rt, &format!("{}/api/v1/workflows/{id}", daemon.api))?["workflow"].clone();
         (!matches!(run["status"].as_str()?, "running" | "compensating" | "awaiting-approval")).then_some(run)
     });

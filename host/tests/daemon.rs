@@ -4,48 +4,21 @@
 //! verifies after a clean stop.
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-fn host(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_operator-host"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("OPERATOR_CONFIG")
-        .env("OPERATOR_LOG", "warn")
-        .output()
-        .expect("running operator-host")
-}
+mod common;
+
+use common::{host, spawn, stderr, stdout, wait_for};
+
+/// Polling pace of [`wait_for`] here.
+const POLL: Duration = Duration::from_millis(500);
 
 fn json(data_dir: &Path, args: &[&str]) -> Value {
     let out = host(data_dir, args);
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-/// Polls `probe` every 500 ms until it returns `Some`, at most `secs` seconds.
-fn wait_for<T>(secs: u64, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = probe() {
-            return value;
-        }
-        assert!(started.elapsed() < Duration::from_secs(secs), "timed out after {secs} s waiting for {what}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{args:?}: {e}: {}", stdout(&out)))
 }
 
 #[test]
@@ -69,41 +42,24 @@ transfer-leader = "required"
 "#,
     )
     .unwrap();
-    let mut daemon = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_operator-host"))
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args([
-                "run",
-                "--sim",
-                "--sim-speed",
-                "10",
-                "--sim-stores",
-                "4",
-                "--sim-regions",
-                "120",
-                "--mode",
-                "execute",
-            ])
-            .env("OPERATOR_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let mut daemon = spawn(
+        dir.path(),
+        &["run", "--sim", "--sim-speed", "10", "--sim-stores", "4", "--sim-regions", "120", "--mode", "execute"],
     );
-    wait_for(60, "the daemon's API", || dir.path().join("daemon.json").exists().then_some(()));
+    wait_for(60, POLL, "the daemon's API", |_| dir.path().join("daemon.json").exists().then_some(()));
     std::thread::sleep(Duration::from_secs(3));
     assert!(json(dir.path(), &["tickets", "list", "--json"]).as_array().unwrap().is_empty(), "healthy at start");
 
     // Balance-leader stays paused for 60 simulated seconds (6 s here), then evens leaders out.
     let fault = host(dir.path(), &["sim", "fault", "leader-skew", "1", "--hold-secs", "60"]);
-    assert!(fault.status.success(), "{}", String::from_utf8_lossy(&fault.stderr));
+    assert!(fault.status.success(), "{}", stderr(&fault));
 
-    let ticket = wait_for(30, "a leader-imbalance ticket", || {
+    let ticket = wait_for(30, POLL, "a leader-imbalance ticket", |_| {
         let list = json(dir.path(), &["tickets", "list", "--json"]);
         list.as_array().unwrap().iter().find(|t| t["invariant"] == "leader-imbalance").cloned()
     });
     let ticket_id = ticket["id"].as_str().unwrap().to_owned();
-    let action = wait_for(30, "a transfer-leader proposal awaiting approval", || {
+    let action = wait_for(30, POLL, "a transfer-leader proposal awaiting approval", |_| {
         let list = json(dir.path(), &["actions", "list", "--status", "awaiting-approval", "--json"]);
         list.as_array()
             .unwrap()
@@ -113,17 +69,17 @@ transfer-leader = "required"
     });
     let action_id = action["id"].as_str().unwrap().to_owned();
     let shown = host(dir.path(), &["tickets", "show", &ticket_id]);
-    let shown = String::from_utf8_lossy(&shown.stdout);
+    let shown = stdout(&shown);
     assert!(shown.contains("(S3)") && shown.contains("transfer-leader"), "{shown}");
 
     let approve = host(dir.path(), &["actions", "approve", &action_id, "--reason", "checked the leader spread"]);
-    assert!(approve.status.success(), "{}", String::from_utf8_lossy(&approve.stderr));
-    let done = wait_for(30, "the action to complete and verify", || {
+    assert!(approve.status.success(), "{}", stderr(&approve));
+    let done = wait_for(30, POLL, "the action to complete and verify", |_| {
         let a = json(dir.path(), &["actions", "show", &action_id, "--json"]);
         (a["status"] == "completed" && a["verification"]["state"] == "verified").then_some(a)
     });
     assert_eq!(done["decision"]["reason"], "checked the leader spread");
-    wait_for(90, "the ticket to resolve", || {
+    wait_for(90, POLL, "the ticket to resolve", |_| {
         let t = json(dir.path(), &["tickets", "show", &ticket_id, "--json"]);
         (t["ticket"]["status"] == "resolved").then_some(())
     });
@@ -143,17 +99,11 @@ transfer-leader = "required"
     );
 
     // A clean stop, then the audit chain verifies.
-    unsafe_sigterm(daemon.0.id());
+    assert!(common::sigterm(daemon.0.id()));
     let status = daemon.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
     let verify = host(dir.path(), &["audit", "verify"]);
-    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
-}
-
-/// Sends SIGTERM (the daemon's graceful stop) without a libc dependency.
-fn unsafe_sigterm(pid: u32) {
-    let status = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().unwrap();
-    assert!(status.success());
+    assert!(verify.status.success(), "{}", stdout(&verify));
 }
 
 #[test]
@@ -161,38 +111,30 @@ fn a_ticket_can_be_diagnosed_again_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("operator.toml"), "[api]\nlisten = \"127.0.0.1:0\"\n[monitor]\ninterval_ms = 500\n")
         .unwrap();
-    let mut daemon = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_operator-host"))
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(["run", "--sim", "--sim-speed", "5", "--sim-stores", "4", "--sim-regions", "60"])
-            .env("OPERATOR_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for(60, "the daemon's API", || dir.path().join("daemon.json").exists().then_some(()));
+    let mut daemon =
+        spawn(dir.path(), &["run", "--sim", "--sim-speed", "5", "--sim-stores", "4", "--sim-regions", "60"]);
+    wait_for(60, POLL, "the daemon's API", |_| dir.path().join("daemon.json").exists().then_some(()));
     assert!(host(dir.path(), &["sim", "fault", "kill-store", "3"]).status.success());
-    let ticket = wait_for(30, "a store-down ticket", || {
+    let ticket = wait_for(30, POLL, "a store-down ticket", |_| {
         let list = json(dir.path(), &["tickets", "list", "--json"]);
         list.as_array().unwrap().iter().find(|t| t["entity"] == "store-3").cloned()
     });
     let id = ticket["id"].as_str().unwrap().to_owned();
     // While the daemon runs, it diagnoses; by hand only once it stopped.
     let busy = host(dir.path(), &["diagnose", &id]);
-    assert!(!busy.status.success() && String::from_utf8_lossy(&busy.stderr).contains("daemon"));
-    unsafe_sigterm(daemon.0.id());
+    assert!(!busy.status.success() && stderr(&busy).contains("daemon"));
+    assert!(common::sigterm(daemon.0.id()));
     assert!(daemon.0.wait().unwrap().success());
 
     let out = host(dir.path(), &["diagnose", &id, "--diagnoser", "rules", "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{}", stderr(&out));
     let record: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(record["diagnoser"], "rules");
     assert!(record["diagnosis"]["summary"].as_str().unwrap().contains("store 3"), "{record}");
     let shown = json(dir.path(), &["tickets", "show", &id, "--json"]);
     assert!(shown["ticket"]["diagnoses"].as_array().unwrap().len() >= 2, "the daemon's and the one by hand");
     let missing = host(dir.path(), &["diagnose", "T-999999"]);
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("no ticket T-999999"));
+    assert!(stderr(&missing).contains("no ticket T-999999"));
 }
 
 #[test]
@@ -203,37 +145,20 @@ fn workflows_are_started_approved_and_followed_through_the_running_daemon() {
         "[api]\nlisten = \"127.0.0.1:0\"\n[monitor]\ninterval_ms = 500\n[actions]\ntick_ms = 250\nentity_cooldown_secs = 0\n",
     )
     .unwrap();
-    let mut daemon = Daemon(
-        Command::new(env!("CARGO_BIN_EXE_operator-host"))
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args([
-                "run",
-                "--sim",
-                "--sim-speed",
-                "20",
-                "--sim-stores",
-                "5",
-                "--sim-regions",
-                "60",
-                "--mode",
-                "execute",
-            ])
-            .env("OPERATOR_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let mut daemon = spawn(
+        dir.path(),
+        &["run", "--sim", "--sim-speed", "20", "--sim-stores", "5", "--sim-regions", "60", "--mode", "execute"],
     );
-    wait_for(60, "the daemon's API", || dir.path().join("daemon.json").exists().then_some(()));
+    wait_for(60, POLL, "the daemon's API", |_| dir.path().join("daemon.json").exists().then_some(()));
 
     // Every command below goes through the API: the daemon holds the database.
     let defs = json(dir.path(), &["workflows", "definitions", "--json"]);
     assert_eq!(defs["definitions"][0]["definition"]["name"], "drain-store", "{defs}");
-    let text = String::from_utf8_lossy(&host(dir.path(), &["workflows", "definitions"]).stdout).into_owned();
+    let text = stdout(&host(dir.path(), &["workflows", "definitions"]));
     assert!(text.contains("step offline-store: offline-store, then wait for store-state-is"), "{text}");
     let bad = host(dir.path(), &["workflows", "start", "drain-store", "-p", "store=four"]);
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("`store` must be a whole number"), "{bad:?}");
+    assert!(stderr(&bad).contains("`store` must be a whole number"), "{bad:?}");
 
     let run = json(dir.path(), &["workflows", "start", "drain-store", "-p", "store=2", "--json"]);
     assert_eq!(run["status"], "awaiting-approval", "{run}");
@@ -241,16 +166,16 @@ fn workflows_are_started_approved_and_followed_through_the_running_daemon() {
     let listed = json(dir.path(), &["workflows", "list", "--status", "awaiting-approval", "--json"]);
     assert_eq!(listed[0]["id"], id.as_str());
     let approve = host(dir.path(), &["workflows", "approve", &id, "--reason", "decommission", "--by", "carol"]);
-    assert!(approve.status.success(), "{}", String::from_utf8_lossy(&approve.stderr));
-    assert!(String::from_utf8_lossy(&approve.stdout).contains("approved: running"));
+    assert!(approve.status.success(), "{}", stderr(&approve));
+    assert!(stdout(&approve).contains("approved: running"));
 
-    let done = wait_for(90, "the drain to complete", || {
+    let done = wait_for(90, POLL, "the drain to complete", |_| {
         let run = json(dir.path(), &["workflows", "show", &id, "--json"]);
         run["status"].as_str().is_some_and(|s| !matches!(s, "running" | "awaiting-approval")).then_some(run)
     });
     assert_eq!(done["status"], "completed", "{done:#}");
     assert_eq!(done["approval"]["by"], "api:carol");
-    let shown = String::from_utf8_lossy(&host(dir.path(), &["workflows", "show", &id]).stdout).into_owned();
+    let shown = stdout(&host(dir.path(), &["workflows", "show", &id]));
     assert!(shown.contains("completed") && shown.contains("2. offline-store (after evict-leaders): done"), "{shown}");
     let actions = json(dir.path(), &["actions", "list", "--status", "all", "--json"]);
     let ours: Vec<(String, String)> = actions
@@ -266,16 +191,16 @@ fn workflows_are_started_approved_and_followed_through_the_running_daemon() {
     // A finished run cannot be resumed; under the kill switch nothing starts.
     let resume = host(dir.path(), &["workflows", "resume", &id]);
     assert!(!resume.status.success());
-    assert!(String::from_utf8_lossy(&resume.stderr).contains("only a failed or stopped workflow resumes"));
+    assert!(stderr(&resume).contains("only a failed or stopped workflow resumes"));
     assert!(host(dir.path(), &["safety", "kill-switch", "--reason", "drill"]).status.success());
     let refused = host(dir.path(), &["workflows", "start", "drain-store", "-p", "store=3"]);
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("kill switch is on"), "{refused:?}");
+    assert!(stderr(&refused).contains("kill switch is on"), "{refused:?}");
 
-    unsafe_sigterm(daemon.0.id());
+    assert!(common::sigterm(daemon.0.id()));
     assert!(daemon.0.wait().unwrap().success());
     let verify = host(dir.path(), &["audit", "verify"]);
-    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+    assert!(verify.status.success(), "{}", stdout(&verify));
     // Without the daemon the same commands read the database directly.
     let listed = json(dir.path(), &["workflows", "list", "--json"]);
     assert_eq!(listed[0]["status"], "completed");

@@ -10,6 +10,10 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{BIN, stderr, stdout, wait_for};
+
 /// A tmux server of the test's own, on a socket in a temporary directory; killed on drop.
 struct Tmux {
     socket: std::path::PathBuf,
@@ -22,31 +26,27 @@ impl Tmux {
 
     fn keys(&self, keys: &str) {
         let out = self.run(&["send-keys", "-t", "demo", "-l", keys]);
-        assert!(out.status.success(), "send-keys: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "send-keys: {}", stderr(&out));
     }
 
     fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "demo"]).stdout).into_owned()
+        stdout(&self.run(&["capture-pane", "-p", "-t", "demo"]))
     }
 
     fn display(&self, format: &str) -> String {
-        String::from_utf8_lossy(&self.run(&["display-message", "-p", "-t", "demo", format]).stdout).trim().to_owned()
+        stdout(&self.run(&["display-message", "-p", "-t", "demo", format])).trim().to_owned()
     }
 
     /// Polls the screen every 250 ms until `probe` holds, at most `secs` seconds.
     fn wait_for(&self, secs: u64, what: &str, probe: impl Fn(&str) -> bool) -> String {
-        let started = Instant::now();
-        loop {
+        wait_for(secs, Duration::from_millis(250), what, |seen| {
             let screen = self.screen();
             if probe(&screen) {
-                return screen;
+                return Some(screen);
             }
-            assert!(
-                started.elapsed() < Duration::from_secs(secs),
-                "timed out after {secs} s waiting for {what}; the screen:\n{screen}"
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
+            *seen = format!("the screen:\n{screen}");
+            None
+        })
     }
 }
 
@@ -83,13 +83,10 @@ fn the_demo_walks_a_fault_through_every_chapter_at_80x24_and_quits_cleanly() {
     let tmux = Tmux { socket: dir.path().join("tmux.sock") };
     // A plain shell in an 80×24 terminal; the demo runs in it, and the shell shows what is left after.
     let out = tmux.run(&["new-session", "-d", "-s", "demo", "-x", "80", "-y", "24", "sh"]);
-    assert!(out.status.success(), "new-session: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "new-session: {}", stderr(&out));
     assert_eq!(tmux.display("#{pane_width}x#{pane_height}"), "80x24");
-    let command = format!(
-        "{} --data-dir {} demo --stores 4 --regions 120 --speed 20; echo demo-exit=$?",
-        env!("CARGO_BIN_EXE_operator-host"),
-        data.display()
-    );
+    let command =
+        format!("{} --data-dir {} demo --stores 4 --regions 120 --speed 20; echo demo-exit=$?", BIN, data.display());
     tmux.keys(&command);
     tmux.run(&["send-keys", "-t", "demo", "Enter"]);
     let started = Instant::now();
@@ -164,14 +161,9 @@ fn the_demo_walks_a_fault_through_every_chapter_at_80x24_and_quits_cleanly() {
     assert!(screen.lines().any(|l| l == "tty=echo,icanon,"), "{screen}");
 
     // What the demo did is in the data directory's audit log, and the chain verifies.
-    let verify = Command::new(env!("CARGO_BIN_EXE_operator-host"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["audit", "verify"])
-        .output()
-        .unwrap();
-    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
-    let actions = Command::new(env!("CARGO_BIN_EXE_operator-host"))
+    let verify = Command::new(BIN).arg("--data-dir").arg(&data).args(["audit", "verify"]).output().unwrap();
+    assert!(verify.status.success(), "{}", stdout(&verify));
+    let actions = Command::new(BIN)
         .arg("--data-dir")
         .arg(&data)
         .args(["actions", "show", "A-000001", "--json"])

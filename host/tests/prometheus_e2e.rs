@@ -14,26 +14,23 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
+
+mod common;
+
+use common::{Proc, daemon_api_url, host, stderr, stdout, wait_for};
+
+/// Polling pace of [`wait_for`] here.
+const POLL: Duration = Duration::from_millis(500);
 
 /// The store whose disk is slowed.
 const SLOW_STORE: u64 = 2;
 /// The plugin's `p99-latency-ms` for this test: healthy stores of the simulator answer with a p99
 /// of about 6 ms, a store whose disk is ten times slower climbs past 200 ms within ~30 s.
 const P99_THRESHOLD_MS: f64 = 120.0;
-
-/// A child process, killed when dropped so that a failing assertion leaves nothing running.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn find_prometheus() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -42,34 +39,6 @@ fn find_prometheus() -> Option<PathBuf> {
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn host(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_operator-host"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("OPERATOR_CONFIG")
-        .env("OPERATOR_LOG", "warn")
-        .output()
-        .expect("running operator-host")
-}
-
-/// Polls `probe` every 500 ms until it returns `Some`, at most `secs` seconds. The probe writes
-/// what it last saw into its argument, for the failure message.
-fn wait_for<T>(secs: u64, what: &str, mut probe: impl FnMut(&mut String) -> Option<T>) -> T {
-    let started = Instant::now();
-    let mut seen = String::new();
-    loop {
-        if let Some(value) = probe(&mut seen) {
-            return value;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(secs),
-            "timed out after {secs} s waiting for {what}; last seen: {seen}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 /// A blocking HTTP client for the daemon's API and Prometheus.
@@ -112,11 +81,8 @@ struct SimInfo {
 /// Starts `operator-host sim` and reads its startup lines (PD endpoints, store status addresses,
 /// control API) from its stdout.
 fn start_sim(data_dir: &Path) -> (Proc, SimInfo) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_operator-host"))
-        .arg("--data-dir")
-        .arg(data_dir)
+    let mut child = common::command(data_dir, "warn")
         .args(["sim", "--stores", "4", "--regions", "200", "--speed", "10"])
-        .env("OPERATOR_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -221,7 +187,7 @@ fn slow_disk_seen_through_prometheus_is_ticketed_diagnosed_approved_executed_ver
     let (_sim, sim) = start_sim(sim_dir.path());
     let (_prom, prom_url, prom_log) = start_prometheus(&prometheus, prom_dir.path(), &sim);
     let prom_log = || std::fs::read_to_string(&prom_log).unwrap_or_default();
-    wait_for(60, "prometheus to be ready", |seen| {
+    wait_for(60, POLL, "prometheus to be ready", |seen| {
         *seen = prom_log();
         http.text(&format!("{prom_url}/-/ready")).map(|_| ())
     });
@@ -269,27 +235,20 @@ grants = [
     )
     .unwrap();
     let daemon = Proc(
-        Command::new(env!("CARGO_BIN_EXE_operator-host"))
-            .arg("--data-dir")
-            .arg(dir.path())
+        common::command(dir.path(), "warn")
             .args(["run", "--mode", "execute"])
-            .env_remove("OPERATOR_CONFIG")
             .env_remove("OPERATOR_ENDPOINTS")
             .env_remove("ANTHROPIC_API_KEY")
-            .env("OPERATOR_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
             .unwrap(),
     );
-    let api = wait_for(90, "the daemon's API", |_| {
-        let info: Value = serde_json::from_slice(&std::fs::read(dir.path().join("daemon.json")).ok()?).ok()?;
-        Some(info["api_url"].as_str()?.to_owned())
-    });
+    let api = wait_for(90, POLL, "the daemon's API", |_| daemon_api_url(dir.path()));
     let get = |path: &str| http.json(&format!("{api}{path}"));
 
     // Before any fault: every store shows a p99 figure, which only Prometheus can give the plugin,
     // and no ticket is open.
-    wait_for(120, "a complete observation with every store's p99 from Prometheus", |seen| {
+    wait_for(120, POLL, "a complete observation with every store's p99 from Prometheus", |seen| {
         *seen = format!("prometheus log:\n{}", prom_log());
         let status = get("/api/v1/status")?;
         *seen = format!("status: {status}\nprometheus log:\n{}", prom_log());
@@ -310,11 +269,11 @@ grants = [
 
     let fault =
         host(sim_dir.path(), &["sim", "fault", "slow-disk", &SLOW_STORE.to_string(), "--control", &sim.control_url]);
-    assert!(fault.status.success(), "{}", String::from_utf8_lossy(&fault.stderr));
+    assert!(fault.status.success(), "{}", stderr(&fault));
 
     // Detection: only the p99 the plugin reads from Prometheus can open this ticket.
     let entity = format!("store-{SLOW_STORE}");
-    let (ticket, tickets) = wait_for(150, "a high-p99-latency ticket on the slow store", |seen| {
+    let (ticket, tickets) = wait_for(150, POLL, "a high-p99-latency ticket on the slow store", |seen| {
         let list = get("/api/v1/tickets")?["tickets"].take();
         *seen = list.to_string();
         let found = list.as_array()?.iter().find(|t| t["invariant"] == "high-p99-latency" && t["entity"] == *entity);
@@ -330,7 +289,7 @@ grants = [
     assert_eq!(others, 0, "only the latency ticket opened: {tickets}");
 
     // Diagnosis and proposal: the rules blame the disk, citing the latency, and propose evicting leaders.
-    let action = wait_for(60, "an evict-leaders proposal awaiting approval", |seen| {
+    let action = wait_for(60, POLL, "an evict-leaders proposal awaiting approval", |seen| {
         let list = get("/api/v1/actions")?["actions"].take();
         *seen = list.to_string();
         list.as_array()?
@@ -350,10 +309,10 @@ grants = [
 
     // Approval through the CLI, which goes through the daemon's API.
     let approve = host(dir.path(), &["actions", "approve", &action_id, "--reason", "p99 confirmed in Prometheus"]);
-    assert!(approve.status.success(), "{}", String::from_utf8_lossy(&approve.stderr));
+    assert!(approve.status.success(), "{}", stderr(&approve));
 
     // Execution and verification: the store holds no leader any more.
-    let done = wait_for(120, "the action to complete and verify", |seen| {
+    let done = wait_for(120, POLL, "the action to complete and verify", |seen| {
         let a = get(&format!("/api/v1/actions/{action_id}"))?["action"].take();
         *seen = a.to_string();
         (a["status"] == "completed" && a["verification"]["state"] == "verified").then_some(a)
@@ -362,7 +321,7 @@ grants = [
 
     // Recovery: the store serves nothing, its latency series leaves Prometheus' one-minute window,
     // the violation is gone from complete observations for settle_secs and the ticket resolves.
-    wait_for(240, "the ticket to resolve", |seen| {
+    wait_for(240, POLL, "the ticket to resolve", |seen| {
         let t = get(&format!("/api/v1/tickets/{ticket_id}"))?;
         *seen = t["ticket"].to_string();
         (t["ticket"]["status"] == "resolved").then_some(())
@@ -419,10 +378,9 @@ grants = [
 
     // A clean stop, then the audit chain verifies.
     let mut daemon = daemon;
-    let term = Command::new("kill").arg("-TERM").arg(daemon.0.id().to_string()).status().unwrap();
-    assert!(term.success());
+    assert!(common::sigterm(daemon.0.id()));
     let status = daemon.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
     let verify = host(dir.path(), &["audit", "verify"]);
-    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+    assert!(verify.status.success(), "{}", stdout(&verify));
 }
