@@ -271,8 +271,8 @@ impl Fault {
             entry(
                 "hot-region",
                 "S5",
-                "Gives one region a large write or read rate; it tops /hotspot/regions/{write|read} after three \
-                 region heartbeats. Writes grow the region, which splits past 96 MiB as in TiKV; its parts \
+                "Gives one region a large write or read rate; it tops /regions/{writeflow|readflow} at its next \
+                 region heartbeat and /hotspot/regions/{write|read} after three. Writes grow the region, which splits past 96 MiB as in TiKV; its parts \
                  share the flow and stay on the same stores.",
                 vec![
                     param("region", "integer", Some("the region in the middle of the key space"), "region id"),

@@ -7,13 +7,14 @@
 //! offset, so only that chunk's regions are re-indexed. Positions (`list[i]`) are still the
 //! regions' ranks in key order, found by a binary search over the chunks' first positions.
 //!
-//! Beside each region the list keeps its [`Facts`]: the 24 bytes that PD's region checks and the
-//! per-store counts read (peers' stores, voters, leader, size, keys, down/pending/learner flags),
-//! and it keeps each store's [`StoreTotals`] (PD's leader and region counts and sizes). Every
+//! Beside each region the list keeps its [`Facts`]: the 40 bytes that PD's region checks, top-N
+//! lists and per-store counts read (peers' stores, voters, leader, size, keys, bytes written and
+//! read, down/pending/learner flags), and it keeps each store's [`StoreTotals`] (PD's leader and
+//! region counts and sizes, and the store's flow). Every
 //! mutable access to a region marks it: its contribution to the totals is withdrawn while it is
 //! still unchanged, and [`RegionList::refresh`] later reads it again. A full mutable iteration marks
 //! everything, and the next refresh recounts. Once refreshed, a check over a million regions reads
-//! 24 MB of facts rather than every region, and a store's counts are a lookup.
+//! 40 MB of facts rather than every region, and a store's counts are a lookup.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -76,6 +77,11 @@ pub struct StoreTotals {
     pub learner_count: u64,
     /// Pending peers on the store.
     pub pending_peer_count: u64,
+    /// Bytes written at the last heartbeat of the regions with a peer on the store (every peer
+    /// applies the writes).
+    pub written_bytes: u64,
+    /// Bytes read at the last heartbeat of the regions the store leads (the leader serves reads).
+    pub read_bytes: u64,
 }
 
 /// Adds (or withdraws) a region's share of the per-store totals.
@@ -86,12 +92,14 @@ fn contribute(stores: &mut IdMap<StoreTotals>, region: &Region, add: bool) {
         let t = stores.entry(peer.store_id).or_default();
         apply(&mut t.region_count, 1);
         apply(&mut t.region_size, size);
+        apply(&mut t.written_bytes, region.written_bytes);
         if peer.role == PeerRole::Learner {
             apply(&mut t.learner_count, 1);
         }
         if region.leader == Some(peer.id) {
             apply(&mut t.leader_count, 1);
             apply(&mut t.leader_size, size);
+            apply(&mut t.read_bytes, region.read_bytes);
         }
     }
     for peer in &region.pending_peers {
@@ -111,6 +119,8 @@ const NO_LEADER: u8 = u8::MAX;
 /// documentation). Sizes and key counts saturate at `u32::MAX`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Facts {
+    written: u64,
+    read: u64,
     stores: [u32; 3],
     size: u32,
     keys: u32,
@@ -125,6 +135,8 @@ impl Facts {
     pub fn of(region: &Region) -> Facts {
         let saturate = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
         let mut facts = Facts {
+            written: region.written_bytes,
+            read: region.read_bytes,
             stores: [0; 3],
             size: saturate(region.approximate_size),
             keys: saturate(region.approximate_keys),
@@ -182,6 +194,16 @@ impl Facts {
     /// Approximate number of keys.
     pub fn keys(&self) -> u64 {
         u64::from(self.keys)
+    }
+
+    /// Bytes written at the last heartbeat.
+    pub fn written_bytes(&self) -> u64 {
+        self.written
+    }
+
+    /// Bytes read at the last heartbeat.
+    pub fn read_bytes(&self) -> u64 {
+        self.read
     }
 
     /// Whether the leader reported down peers.

@@ -656,5 +656,25 @@ async fn region_lists_and_lookups() {
         assert_eq!((r.status, r.content_type.as_str()), (200, OCTET_TYPE), "{order}");
         assert_eq!(r.json()["count"], 16);
     }
+    // The top lists rank what the full listing shows: after two region heartbeats every region
+    // reports its flow; ties go to the region first in key order.
+    c.step(120_000);
+    let all = get(&api(&c, 0, "/regions")).await.json();
+    for (order, field) in [("writeflow", "written_bytes"), ("readflow", "read_bytes"), ("size", "approximate_size")] {
+        let mut expected: Vec<(u64, usize, u64)> = all["regions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(pos, r)| (r[field].as_u64().unwrap(), pos, r["id"].as_u64().unwrap()))
+            .collect();
+        expected.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        assert!(expected[0].0 > expected[40].0, "{order}: the flows differ");
+        let expected: Vec<u64> = expected.iter().take(40).map(|e| e.2).collect();
+        let top = get(&api(&c, 0, &format!("/regions/{order}?limit=40"))).await.json();
+        let ids: Vec<u64> = top["regions"].as_array().unwrap().iter().map(|r| r["id"].as_u64().unwrap()).collect();
+        assert_eq!(ids, expected, "{order}");
+    }
+    assert_eq!(get(&api(&c, 0, "/regions/writeflow?limit=0")).await.json()["count"], 0);
     c.shutdown().await;
 }

@@ -7,6 +7,8 @@
 //! PD's redirector proxies them (`pkg/utils/apiutil/serverapi/middleware.go`); with no leader they get
 //! `503`. `GET /config` is answered by whichever member receives it.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::Router;
@@ -24,6 +26,7 @@ use super::render::{
 use super::views::{self, MemberView, RegionView, RegionsView, StoresView, store_info};
 use crate::model::{Label, PeerRole, Region, Scheduler, StoreState};
 use crate::region_ops::decode_hex;
+use crate::regions::Facts;
 use crate::sim::{MissingRegionReply, Simulation, StoreOpError};
 use crate::units::{GoFloat, format_duration_ms, format_rfc3339_ns};
 
@@ -656,34 +659,47 @@ async fn regions_of_store(State(ctx): State<MemberCtx>, Path(id): Path<String>, 
 }
 
 /// Top-N lists: `GET /regions/{writeflow|readflow|writequery|readquery|size|keys}?limit=`.
+///
+/// The ranking reads the regions' facts (40 bytes each, see `regions.rs`) and keeps the best
+/// `limit` in a bounded heap, so a million regions cost a pass over 40 MB and no region is read
+/// until it is listed; ties go to the region first in key order.
 async fn regions_top(State(ctx): State<MemberCtx>, Path(order): Path<String>, RawQuery(query): RawQuery) -> Response {
-    let key: fn(&Region) -> u64 = match order.as_str() {
-        "writeflow" => |r| r.written_bytes,
-        "readflow" => |r| r.read_bytes,
-        // Query counts are not modelled separately; keys written and read stand in for them.
-        "writequery" => |r| r.written_keys,
-        "readquery" => |r| r.read_keys,
-        "size" => |r| r.approximate_size,
-        "keys" => |r| r.approximate_keys,
+    let key: fn(&Facts) -> u64 = match order.as_str() {
+        "writeflow" => Facts::written_bytes,
+        "readflow" => Facts::read_bytes,
+        // Query counts are not modelled separately; keys written and read (bytes over the
+        // average key-value size, as heartbeats report them) stand in for them.
+        "writequery" => |f| f.written_bytes() / crate::workload::AVG_KV_BYTES,
+        "readquery" => |f| f.read_bytes() / crate::workload::AVG_KV_BYTES,
+        "size" => Facts::size,
+        "keys" => Facts::keys,
         _ => return http_error(StatusCode::NOT_FOUND, "404 page not found"),
     };
     let limit = match parse_limit(&query_pairs(query.as_deref())) {
         Ok(l) => l,
         Err(resp) => return *resp,
     };
-    let sim = ctx.lock();
+    let sim = ctx.fresh();
     let limit = limit.max(0) as usize;
-    if limit == 0 {
-        return regions_reply(std::iter::empty());
+    let Some(ranked) = sim.regions.with_facts() else {
+        return http_error(StatusCode::INTERNAL_SERVER_ERROR, "region facts are stale after a refresh");
+    };
+    // A min-heap of the best so far by (key, earlier position): its top is the one to beat.
+    let mut best: BinaryHeap<Reverse<(u64, Reverse<usize>)>> = BinaryHeap::with_capacity(limit.min(1 << 16) + 1);
+    if limit > 0 {
+        for (pos, (facts, _)) in ranked.enumerate() {
+            let rank = (key(facts), Reverse(pos));
+            if best.len() < limit {
+                best.push(Reverse(rank));
+            } else if best.peek().is_some_and(|Reverse(worst)| rank > *worst) {
+                best.pop();
+                best.push(Reverse(rank));
+            }
+        }
     }
-    // Partial selection keeps a top-N request O(regions) rather than a full sort.
-    let mut list: Vec<&Region> = sim.regions.iter().collect();
-    if limit < list.len() {
-        list.select_nth_unstable_by_key(limit - 1, |r| std::cmp::Reverse(key(r)));
-        list.truncate(limit);
-    }
-    list.sort_by_key(|r| std::cmp::Reverse(key(r)));
-    regions_reply(list.into_iter())
+    let mut picked: Vec<(u64, Reverse<usize>)> = best.into_iter().map(|Reverse(rank)| rank).collect();
+    picked.sort_by(|a, b| b.cmp(a));
+    regions_reply(picked.into_iter().map(|(_, Reverse(pos))| &sim.regions[pos]))
 }
 
 async fn regions_check(State(ctx): State<MemberCtx>, Path(kind): Path<String>) -> Response {
@@ -744,17 +760,17 @@ async fn config_update(State(ctx): State<MemberCtx>, body: Bytes) -> Response {
 }
 
 async fn hot_write(State(ctx): State<MemberCtx>) -> Response {
-    let sim = ctx.lock();
+    let sim = ctx.fresh();
     json(StatusCode::OK, &sim.hot_regions(crate::workload::Flow::Write))
 }
 
 async fn hot_read(State(ctx): State<MemberCtx>) -> Response {
-    let sim = ctx.lock();
+    let sim = ctx.fresh();
     json(StatusCode::OK, &sim.hot_regions(crate::workload::Flow::Read))
 }
 
 async fn hot_stores(State(ctx): State<MemberCtx>) -> Response {
-    let sim = ctx.lock();
+    let sim = ctx.fresh();
     json(StatusCode::OK, &sim.hot_stores())
 }
 
