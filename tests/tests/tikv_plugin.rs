@@ -11,7 +11,7 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use common::Harness;
-use common::tikv::{Tikv, config_for, int, num, param_int};
+use common::tikv::{Tikv, config_for, int, num, param_int, text};
 use operator_host::runtime::CallContext;
 use operator_host::runtime::bindings::types::{ActionError, Observation, Param, Reconciliation, Verdict, Violation};
 use tikv_sim::ClusterSpec;
@@ -303,6 +303,9 @@ async fn malformed_pd_replies_give_a_partial_observation_not_a_healthy_one() {
             "{\"stores\":[{\"store\":{\"id\":1,\"state_name\":\"Up\"},\"status\":{\"capacity\":\"huge\"}}]}",
             "capacity",
         ),
+        ("/pd/api/v1/hotspot/stores", StatusCode::OK, "{\"bytes-write-rate\":{\"one\":5}}", "`one`"),
+        ("/pd/api/v1/regions/writeflow", StatusCode::OK, "{\"regions\":[{\"id\":\"two\"}]}", "regions[0].id"),
+        ("/pd/api/v1/regions/readflow", StatusCode::BAD_GATEWAY, "", "502"),
     ];
     for (path, status, body, expected) in cases {
         let (observation, _) = observe_fake(vec![(path, status, body)]).await;
@@ -347,6 +350,17 @@ async fn queries_answer_json_for_an_investigator() {
     let of_store: serde_json::Value = serde_json::from_str(&of_store).unwrap();
     assert!(of_store["count"].as_u64().unwrap() > 0);
     assert!(of_store["regions"].as_array().unwrap().len() <= 5);
+    // Two heartbeats, so that every region reports its flow.
+    t.sim.step(120_000);
+    let hot = subject.query(&t.context, "hotspots", &[text("flow", "write")]).await.unwrap().unwrap();
+    let hot: serde_json::Value = serde_json::from_str(&hot).unwrap();
+    let flows: Vec<f64> = hot["top"].as_array().unwrap().iter().map(|r| r["flow_bytes"].as_f64().unwrap()).collect();
+    assert!(!flows.is_empty() && flows.len() <= 20, "{hot}");
+    assert!(flows.windows(2).all(|w| w[0] >= w[1]) && flows[0] > 0.0, "hottest first: {flows:?}");
+    assert_eq!(hot["top"][0]["peer_stores"].as_array().unwrap().len(), 3, "{hot}");
+    let stores = hot["store_bytes"].as_object().unwrap();
+    assert_eq!(stores.len(), t.sim.sim().stores.len(), "{hot}");
+    assert!(stores.values().all(|v| v.as_f64().unwrap() > 0.0), "{hot}");
     let unknown = subject.query(&t.context, "everything", &[]).await.unwrap();
     assert!(unknown.unwrap_err().contains("unknown query"));
     t.sim.shutdown().await;

@@ -32,7 +32,7 @@ pub const INVARIANTS: &[Invariant] = &[
     inv("stale-evict-leader", "No evict-leader-scheduler keeps leaders off a healthy store", Severity::Warning, 300),
     inv("hot-write-region", "No single region takes a disproportionate write flow", Severity::Warning, 60),
     inv("hot-read-region", "No single region takes a disproportionate read flow", Severity::Warning, 60),
-    inv("hot-store", "No store leads a disproportionate share of the hot flow", Severity::Warning, 120),
+    inv("hot-store", "No store carries a disproportionate share of the write or read flow", Severity::Warning, 120),
     inv(
         "under-replicated",
         "Every region has max-replicas voters (regions/check/miss-peer is empty)",
@@ -367,13 +367,14 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 fn check_hot(snap: &Snapshot, settings: &Settings, out: &mut Vec<Violation>) {
-    let mut hot_stores_explained = Vec::new();
     for (flow, view, threshold, invariant) in [
         ("write", &snap.hot_write, settings.hot_write_bytes, "hot-write-region"),
         ("read", &snap.hot_read, settings.hot_read_bytes, "hot-read-region"),
     ] {
+        // Stores whose flow the hot region explains: every peer applies a write, the leader serves reads.
+        let mut explained: Vec<u64> = Vec::new();
         if let Some(hot) = hot_region(view, threshold, settings.hot_region_ratio) {
-            hot_stores_explained.push(hot.store_id);
+            explained = if flow == "write" { hot.peer_stores.clone() } else { vec![hot.store_id] };
             let others: Vec<String> = view
                 .top
                 .iter()
@@ -381,6 +382,7 @@ fn check_hot(snap: &Snapshot, settings: &Settings, out: &mut Vec<Violation>) {
                 .take(3)
                 .map(|r| format!("region {}: {}/s", r.region_id, human_bytes(r.flow_bytes)))
                 .collect();
+            let peers: Vec<String> = hot.peer_stores.iter().map(u64::to_string).collect();
             out.push(violation(
                 invariant,
                 format!("region-{}", hot.region_id),
@@ -395,18 +397,14 @@ fn check_hot(snap: &Snapshot, settings: &Settings, out: &mut Vec<Violation>) {
                 vec![
                     ev("flow bytes/s", format!("{:.0}", hot.flow_bytes)),
                     ev("leader store", hot.store_id),
-                    ev("hot degree", hot.hot_degree),
+                    ev("peer stores", if peers.is_empty() { "none listed".into() } else { peers.join(", ") }),
                     ev("next hottest", if others.is_empty() { "none".into() } else { others.join(", ") }),
                 ],
             ));
         }
-    }
-    for (flow, view, threshold) in
-        [("write", &snap.hot_write, settings.hot_write_bytes), ("read", &snap.hot_read, settings.hot_read_bytes)]
-    {
-        let stores = &view.store_leader_bytes;
+        let stores = &view.store_bytes;
         for (&store, &bytes) in stores {
-            if hot_stores_explained.contains(&store) || bytes < threshold || stores.len() < 2 {
+            if explained.contains(&store) || bytes < threshold || stores.len() < 2 {
                 continue;
             }
             let others =
@@ -417,12 +415,12 @@ fn check_hot(snap: &Snapshot, settings: &Settings, out: &mut Vec<Violation>) {
                     store_entity(store),
                     Severity::Warning,
                     format!(
-                        "store {store} leads {}/s of hot {flow}s, {:.1} times the other stores' mean",
+                        "store {store} takes {}/s of {flow}s, {:.1} times the other stores' mean",
                         human_bytes(bytes),
                         bytes / others.max(1.0)
                     ),
                     vec![
-                        ev("hot flow bytes/s", format!("{bytes:.0}")),
+                        ev(&format!("{flow} bytes/s"), format!("{bytes:.0}")),
                         ev("others' mean bytes/s", format!("{others:.0}")),
                     ],
                 ));
@@ -432,7 +430,7 @@ fn check_hot(snap: &Snapshot, settings: &Settings, out: &mut Vec<Violation>) {
 }
 
 /// The hottest region when it is above the threshold and far above the background flow: the median
-/// of the listed leaders below the threshold. Regions above the threshold are left out of that median
+/// of the listed regions below the threshold. Regions above the threshold are left out of that median
 /// because a hot range that split shares its flow between parts that all stay listed, and comparing a
 /// part with its siblings would hide the whole range; with no background listed, the threshold decides.
 pub fn hot_region(view: &HotView, threshold: f64, ratio: f64) -> Option<&crate::snapshot::HotRegion> {
@@ -538,7 +536,12 @@ mod hot_region_tests {
         let top = flows
             .iter()
             .enumerate()
-            .map(|(i, f)| HotRegion { region_id: i as u64 + 1, store_id: 1, flow_bytes: *f, hot_degree: 3 })
+            .map(|(i, f)| HotRegion {
+                region_id: i as u64 + 1,
+                store_id: 1,
+                peer_stores: vec![1, 2, 3],
+                flow_bytes: *f,
+            })
             .collect();
         HotView { top, ..HotView::default() }
     }

@@ -8,13 +8,14 @@ use crate::operator::plugin::http::{Method, Target};
 use crate::pd::{self, PdError};
 use crate::settings::Settings;
 use crate::snapshot::{
-    Probe, REGION_CHECKS, Snapshot, config_from_wire, hot_from_wire, operator_from_text, region_check_from_wire,
-    stores_from_wire,
+    Flow, HotView, Probe, REGION_CHECKS, Snapshot, config_from_wire, hot_regions_from_wire, operator_from_text,
+    region_check_from_wire, store_rates_from_wire, stores_from_wire,
 };
 use crate::wire;
 
-/// Hot regions kept per flow.
-const HOT_KEPT: usize = 20;
+/// Regions read from each top-flow list: the hottest and enough cooler ones to tell the
+/// background flow.
+pub const HOT_KEPT: usize = 20;
 
 /// The result of one observation: the snapshot and what could not be observed.
 pub struct Observed {
@@ -91,11 +92,24 @@ pub fn observe(settings: &Settings) -> Result<Observed, String> {
             snap.region_checks.insert(kind.to_owned(), region_check_from_wire(kind, reply, settings.regions_kept));
         }
     }
-    if let Some(reply) = c.take(pd::get::<wire::HotRegionsReply>("/pd/api/v1/hotspot/regions/write")) {
-        snap.hot_write = hot_from_wire(reply, HOT_KEPT);
-    }
-    if let Some(reply) = c.take(pd::get::<wire::HotRegionsReply>("/pd/api/v1/hotspot/regions/read")) {
-        snap.hot_read = hot_from_wire(reply, HOT_KEPT);
+    let store_rates = c.take(pd::get::<wire::HotStoresReply>("/pd/api/v1/hotspot/stores"));
+    for flow in [Flow::Write, Flow::Read] {
+        let path = format!("/pd/api/v1/regions/{}?limit={HOT_KEPT}", flow.top_path());
+        let Some(reply) = c.take(pd::get::<wire::RegionsReply>(&path)) else { continue };
+        let mut view = HotView {
+            top: hot_regions_from_wire(&reply, flow, settings.region_heartbeat_secs, HOT_KEPT),
+            ..HotView::default()
+        };
+        if let Some(rates) = &store_rates {
+            match store_rates_from_wire(rates, flow) {
+                Ok(rates) => view.store_bytes = rates,
+                Err(e) => c.errors.push(format!("GET /pd/api/v1/hotspot/stores: {e}")),
+            }
+        }
+        match flow {
+            Flow::Write => snap.hot_write = view,
+            Flow::Read => snap.hot_read = view,
+        }
     }
     if let Some(list) = c.take(pd::get::<Option<Vec<String>>>("/pd/api/v1/operators")) {
         let list = list.unwrap_or_default();

@@ -154,10 +154,20 @@ pub fn get<T: DeserializeOwned>(path: &str) -> Result<T, PdError> {
 
 /// Decodes a JSON body, naming the request in the error.
 pub fn decode<T: DeserializeOwned>(what: &str, body: &[u8]) -> Result<T, PdError> {
+    // Tracking the path costs about as much again as the parse itself (a region list can be
+    // megabytes), so a reply is parsed plainly and only a bad one again, for its path.
+    let plain = match serde_json::from_slice::<T>(body) {
+        Ok(value) => return Ok(value),
+        Err(plain) => plain,
+    };
     // The path to the offending field (`stores[0].status.leader_count`) makes the error actionable.
     let mut deserializer = serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(&mut deserializer)
-        .map_err(|e| PdError::Malformed { what: what.to_owned(), error: format!("at `{}`: {}", e.path(), e.inner()) })
+    let error = match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
+        Err(e) => format!("at `{}`: {}", e.path(), e.inner()),
+        // Both parsers read the same JSON; should they ever disagree, the first error stands.
+        Ok(_) => plain.to_string(),
+    };
+    Err(PdError::Malformed { what: what.to_owned(), error })
 }
 
 /// A mutating PD request with an optional JSON body; returns PD's message.

@@ -7,7 +7,9 @@ use crate::operator::plugin::http::{Method, Target};
 use crate::operator::plugin::types::{Param, QuerySpec};
 use crate::params::{choice, get_id, get_int, get_text, id, integer};
 use crate::pd;
-use crate::snapshot::{REGION_CHECKS, RegionBrief, hot_from_wire, operator_from_text};
+use crate::snapshot::{
+    Flow, HotView, REGION_CHECKS, RegionBrief, hot_regions_from_wire, operator_from_text, store_rates_from_wire,
+};
 use crate::wire;
 
 /// Regions listed in one answer at most.
@@ -41,7 +43,7 @@ pub fn specs() -> Vec<QuerySpec> {
         ),
         q(
             "hotspots",
-            "The hottest regions and per-store hot flow",
+            "The hottest regions of a flow (bytes/s, leader and peer stores) and every store's rate of it",
             vec![choice("flow", "Which flow", &["write", "read"], None)],
         ),
         q("operators", "The operators PD runs", vec![]),
@@ -107,7 +109,15 @@ pub fn query(name: &str, params: &[Param]) -> Result<String, String> {
             if flow != "write" && flow != "read" {
                 return Err("`flow` must be write or read".into());
             }
-            let view = hot_from_wire(pd_get(&format!("/pd/api/v1/hotspot/regions/{flow}"))?, 20);
+            let flow = if flow == "write" { Flow::Write } else { Flow::Read };
+            let heartbeat_secs = crate::settings()?.region_heartbeat_secs;
+            let keep = crate::observe::HOT_KEPT;
+            let top: wire::RegionsReply = pd_get(&format!("/pd/api/v1/regions/{}?limit={keep}", flow.top_path()))?;
+            let rates: wire::HotStoresReply = pd_get("/pd/api/v1/hotspot/stores")?;
+            let view = HotView {
+                top: hot_regions_from_wire(&top, flow, heartbeat_secs, keep),
+                store_bytes: store_rates_from_wire(&rates, flow)?,
+            };
             serde_json::to_value(view).map_err(|e| e.to_string())?
         }
         "operators" => {

@@ -10,7 +10,8 @@
 //! | `hot-write-bytes` | 8388608 | a region writing this many bytes/s is hot |
 //! | `hot-read-bytes` | 16777216 | a region reading this many bytes/s is hot |
 //! | `hot-region-ratio` | 4 | and this many times the median listed region below the threshold |
-//! | `hot-store-ratio` | 3 | a store whose hot flow is this many times the mean of the others is hot |
+//! | `hot-store-ratio` | 3 | a store whose flow is this many times the mean of the others is hot |
+//! | `region-heartbeat-secs` | 60 | TiKV's `pd-heartbeat-tick-interval`: PD's region flow figures cover one such interval |
 //! | `pending-peer-threshold` | 16 | pending-peer regions before it is a problem |
 //! | `p99-latency-ms` | 250 | gRPC p99 above this (when Prometheus is granted) |
 //! | `status-probes` | true | probe each store's status port (when granted) |
@@ -40,6 +41,8 @@ pub struct Settings {
     /// See the module table.
     pub hot_store_ratio: f64,
     /// See the module table.
+    pub region_heartbeat_secs: f64,
+    /// See the module table.
     pub pending_peer_threshold: u64,
     /// See the module table.
     pub p99_latency_ms: f64,
@@ -64,6 +67,7 @@ impl Default for Settings {
             hot_read_bytes: 16.0 * 1024.0 * 1024.0,
             hot_region_ratio: 4.0,
             hot_store_ratio: 3.0,
+            region_heartbeat_secs: 60.0,
             pending_peer_threshold: 16,
             p99_latency_ms: 250.0,
             status_probes: true,
@@ -84,6 +88,7 @@ pub const KNOWN: &[&str] = &[
     "hot-read-bytes",
     "hot-region-ratio",
     "hot-store-ratio",
+    "region-heartbeat-secs",
     "pending-peer-threshold",
     "p99-latency-ms",
     "status-probes",
@@ -122,6 +127,7 @@ impl Settings {
         number(l, "hot-read-bytes", &mut s.hot_read_bytes, |v| *v > 0.0, "bytes per second above 0", p);
         number(l, "hot-region-ratio", &mut s.hot_region_ratio, |v| *v >= 1.0, "a number of at least 1", p);
         number(l, "hot-store-ratio", &mut s.hot_store_ratio, |v| *v >= 1.0, "a number of at least 1", p);
+        number(l, "region-heartbeat-secs", &mut s.region_heartbeat_secs, |v| *v >= 1.0, "seconds, at least 1", p);
         number(l, "pending-peer-threshold", &mut s.pending_peer_threshold, |_| true, "a whole number", p);
         number(l, "p99-latency-ms", &mut s.p99_latency_ms, |v| *v > 0.0, "milliseconds above 0", p);
         number(l, "status-probes", &mut s.status_probes, |_| true, "true or false", p);

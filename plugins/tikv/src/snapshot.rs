@@ -168,26 +168,33 @@ impl RegionBrief {
     }
 }
 
-/// Hot regions of one flow.
+/// The hottest regions of one flow and every store's rate of that flow.
+///
+/// Read from `GET /regions/{writeflow|readflow}?limit=N` (the hottest regions cluster-wide, as
+/// `pd-ctl region topwrite` shows them) and `GET /hotspot/stores`, not from
+/// `GET /hotspot/regions/{write|read}`: PD lists there every store's hottest ~60 peers with no
+/// limit, tens of megabytes for a few hundred stores, while these two replies stay a few
+/// kilobytes at any cluster size.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct HotView {
-    /// Hot flow led by each store, bytes/s.
-    pub store_leader_bytes: BTreeMap<u64, f64>,
-    /// The hottest regions (leader peers), hottest first.
+    /// Each store's rate of this flow, bytes/s (writes count on every peer, reads on the leader).
+    pub store_bytes: BTreeMap<u64, f64>,
+    /// The hottest regions, hottest first.
     pub top: Vec<HotRegion>,
 }
 
-/// One hot region.
+/// One region of a top-flow list.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HotRegion {
     /// Region id.
     pub region_id: u64,
-    /// Store of the leader.
+    /// Store of the leader (0 when the region has none).
     pub store_id: u64,
-    /// Bytes per second.
+    /// Stores holding a peer.
+    #[serde(default)]
+    pub peer_stores: Vec<u64>,
+    /// Bytes per second over the last region heartbeat.
     pub flow_bytes: f64,
-    /// Consecutive hot reports.
-    pub hot_degree: i64,
 }
 
 /// One operator PD runs.
@@ -373,26 +380,70 @@ pub fn region_check_from_wire(kind: &str, reply: wire::RegionsReply, keep: usize
     }
 }
 
-/// Reads a hotspot reply: per-store leader flow and the hottest leader peers.
-pub fn hot_from_wire(reply: wire::HotRegionsReply, keep: usize) -> HotView {
-    let mut view = HotView::default();
-    let mut top = Vec::new();
-    for (store, stat) in reply.as_leader.unwrap_or_default() {
-        let Ok(store_id) = store.parse::<u64>() else { continue };
-        view.store_leader_bytes.insert(store_id, stat.total_flow_bytes);
-        for peer in stat.statistics.unwrap_or_default() {
-            top.push(HotRegion {
-                region_id: peer.region_id,
-                store_id: if peer.store_id == 0 { store_id } else { peer.store_id },
-                flow_bytes: peer.flow_bytes,
-                hot_degree: peer.hot_degree,
-            });
-        }
-    }
+/// Reads a top-flow region list (`GET /regions/{writeflow|readflow}`): PD reports each region's
+/// bytes over its last heartbeat, turned into bytes/s with the heartbeat interval.
+pub fn hot_regions_from_wire(
+    reply: &wire::RegionsReply,
+    flow: Flow,
+    heartbeat_secs: f64,
+    keep: usize,
+) -> Vec<HotRegion> {
+    let mut top: Vec<HotRegion> = reply
+        .regions
+        .iter()
+        .flatten()
+        .filter(|r| r.id != 0)
+        .map(|r| HotRegion {
+            region_id: r.id,
+            store_id: r.leader_store().unwrap_or(0),
+            peer_stores: r.peers().iter().map(|p| p.store_id).collect(),
+            flow_bytes: match flow {
+                Flow::Write => r.written_bytes,
+                Flow::Read => r.read_bytes,
+            } as f64
+                / heartbeat_secs,
+        })
+        .collect();
     top.sort_by(|a, b| b.flow_bytes.total_cmp(&a.flow_bytes).then(a.region_id.cmp(&b.region_id)));
     top.truncate(keep);
-    view.top = top;
-    view
+    top
+}
+
+/// Reads one flow's per-store rates from `GET /hotspot/stores`; a store id that is not a number
+/// is an error, as is a negative or non-finite rate.
+pub fn store_rates_from_wire(reply: &wire::HotStoresReply, flow: Flow) -> Result<BTreeMap<u64, f64>, String> {
+    let (name, rates) = match flow {
+        Flow::Write => ("bytes-write-rate", &reply.bytes_write_rate),
+        Flow::Read => ("bytes-read-rate", &reply.bytes_read_rate),
+    };
+    let mut out = BTreeMap::new();
+    for (store, &rate) in rates.iter().flatten() {
+        let id = store.parse::<u64>().map_err(|_| format!("`{name}` names store `{store}`, not a number"))?;
+        if !rate.is_finite() || rate < 0.0 {
+            return Err(format!("`{name}` gives store {id} the rate {rate}"));
+        }
+        out.insert(id, rate);
+    }
+    Ok(out)
+}
+
+/// Which flow a hot list is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Bytes written (every peer applies them).
+    Write,
+    /// Bytes read (served by the leader).
+    Read,
+}
+
+impl Flow {
+    /// The `GET /regions/{..}` ordering of this flow.
+    pub fn top_path(self) -> &'static str {
+        match self {
+            Flow::Write => "writeflow",
+            Flow::Read => "readflow",
+        }
+    }
 }
 
 /// Reads PD's operator strings; only the region id is required, the rest is best effort.
@@ -473,6 +524,45 @@ mod tests {
         assert!((stores[0].available_ratio() - 0.5).abs() < 1e-9);
         assert_eq!(stores[0].slow_score, 0);
         assert_eq!(stores[0].last_heartbeat_ms, 1_717_000_123_456);
+    }
+
+    #[test]
+    fn top_flow_lists_become_rates_with_leader_and_peers() {
+        // PD's `/regions/writeflow` shape; the empty region older PDs send is skipped.
+        let reply: wire::RegionsReply = serde_json::from_str(
+            r#"{"count":3,"regions":[
+                {"id":8,"peers":[{"id":81,"store_id":1},{"id":82,"store_id":2}],"leader":{"id":82,"store_id":2},
+                 "written_bytes":600,"read_bytes":6000},
+                {"id":9,"peers":[{"id":91,"store_id":3}],"leader":{"role_name":""},"written_bytes":6000},
+                {"id":0,"leader":{"role_name":""}}]}"#,
+        )
+        .unwrap();
+        let write = hot_regions_from_wire(&reply, Flow::Write, 60.0, 20);
+        assert_eq!(write.iter().map(|r| r.region_id).collect::<Vec<_>>(), [9, 8]);
+        assert!((write[0].flow_bytes - 100.0).abs() < 1e-9);
+        assert_eq!(write[0].store_id, 0, "no leader");
+        assert_eq!(write[1].store_id, 2);
+        assert_eq!(write[1].peer_stores, [1, 2]);
+        let read = hot_regions_from_wire(&reply, Flow::Read, 60.0, 1);
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].region_id, 8);
+    }
+
+    #[test]
+    fn store_rates_are_read_and_bad_ones_named() {
+        let reply: wire::HotStoresReply = serde_json::from_str(
+            r#"{"bytes-write-rate":{"1":1024.5,"2":0},"bytes-read-rate":{},"keys-write-rate":{"1":4}}"#,
+        )
+        .unwrap();
+        let write = store_rates_from_wire(&reply, Flow::Write).unwrap();
+        assert_eq!(write.len(), 2);
+        assert!((write[&1] - 1024.5).abs() < 1e-9);
+        assert!(store_rates_from_wire(&reply, Flow::Read).unwrap().is_empty());
+        let bad: wire::HotStoresReply = serde_json::from_str(r#"{"bytes-read-rate":{"one":5}}"#).unwrap();
+        let err = store_rates_from_wire(&bad, Flow::Read).unwrap_err();
+        assert!(err.contains("bytes-read-rate") && err.contains("`one`"), "{err}");
+        let negative: wire::HotStoresReply = serde_json::from_str(r#"{"bytes-write-rate":{"4":-1}}"#).unwrap();
+        assert!(store_rates_from_wire(&negative, Flow::Write).unwrap_err().contains("store 4"));
     }
 
     #[test]

@@ -251,49 +251,15 @@ impl Region {
     }
 }
 
-/// `GET /hotspot/regions/{write,read}`.
+/// `GET /hotspot/stores` (the byte rates used; PD sends keys and queries too).
 #[derive(Debug, Deserialize, Default)]
-pub struct HotRegionsReply {
-    /// Per store, regions as any peer.
-    #[serde(default)]
-    pub as_peer: Option<BTreeMap<String, HotStoreStat>>,
-    /// Per store, regions as leader.
-    #[serde(default)]
-    pub as_leader: Option<BTreeMap<String, HotStoreStat>>,
-}
-
-/// One store's hot statistics.
-#[derive(Debug, Deserialize, Default)]
-pub struct HotStoreStat {
-    /// Total hot flow, bytes per second.
-    #[serde(default)]
-    pub total_flow_bytes: f64,
-    /// Hot regions on the store.
-    #[serde(default)]
-    pub regions_count: u64,
-    /// Per region.
-    #[serde(default)]
-    pub statistics: Option<Vec<HotPeerStat>>,
-}
-
-/// One hot peer.
-#[derive(Debug, Deserialize)]
-pub struct HotPeerStat {
-    /// Store.
-    #[serde(default)]
-    pub store_id: u64,
-    /// Region.
-    #[serde(default)]
-    pub region_id: u64,
-    /// Consecutive hot reports.
-    #[serde(default)]
-    pub hot_degree: i64,
-    /// Bytes per second.
-    #[serde(default)]
-    pub flow_bytes: f64,
-    /// Whether the peer leads.
-    #[serde(default)]
-    pub is_leader: bool,
+pub struct HotStoresReply {
+    /// Bytes written per second, by store id.
+    #[serde(rename = "bytes-write-rate", default)]
+    pub bytes_write_rate: Option<BTreeMap<String, f64>>,
+    /// Bytes read per second, by store id.
+    #[serde(rename = "bytes-read-rate", default)]
+    pub bytes_read_rate: Option<BTreeMap<String, f64>>,
 }
 
 /// `GET /config` (the parts used).

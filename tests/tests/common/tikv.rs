@@ -154,6 +154,10 @@ pub fn int(name: &str, value: u64) -> Param {
     Param { name: name.into(), value: ParamValue::Integer(value as i64) }
 }
 
+pub fn text(name: &str, value: &str) -> Param {
+    Param { name: name.into(), value: ParamValue::Text(value.into()) }
+}
+
 pub fn num(name: &str, value: f64) -> Param {
     Param { name: name.into(), value: ParamValue::Number(value) }
 }
