@@ -4,7 +4,7 @@
 //!
 //! | module | export | what it does |
 //! |---|---|---|
-//! | [`observe`] | `observe` | one snapshot: stores, PD, abnormal regions, hotspots, operators, schedulers, config, probes, metrics |
+//! | [`observe`] | `observe` | one snapshot: stores, PD, abnormal regions, top write and read regions and store flow, operators, schedulers, config, probes, metrics |
 //! | [`check`] | `check`, `info` | the invariants and their violations |
 //! | [`actions`] | `precheck`, `execute`, `verify`, `reconcile` | the action catalogue |
 //! | [`diagnose`] | `diagnose` | expert rules for S1–S12 |
