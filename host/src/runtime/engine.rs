@@ -3,11 +3,11 @@
 //! - Pooling allocator: instance slots are reused, so a new instance per call costs
 //!   microseconds; the pool's per-memory size is the largest memory cap configured.
 //! - Epoch interruption: a guest stuck in a loop is interrupted at its deadline. The ticker
-//!   advances the epoch every [`TICK`] while a call runs, and sleeps while none does.
+//!   advances the epoch every [`TICK`] while calls run, and parks when none has run for [`LINGER`].
 //! - `concurrency_support(false)`: the contract has no async WIT functions, and calls are four
 //!   times cheaper without it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -52,23 +52,34 @@ pub fn build_engine(limits: &RuntimeLimits, max_memory_mib: u64) -> anyhow::Resu
 /// How long the idle ticker sleeps between checks that the engine still exists.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
-/// Advances the engine's epoch every [`TICK`] while at least one plugin call is running, until
-/// the engine is dropped.
+/// How long the ticker keeps ticking after the last call ended before it parks: calls come in
+/// bursts (one monitor cycle is several), and waking a parked thread for each would cost every
+/// call a system call.
+pub const LINGER: Duration = Duration::from_millis(100);
+
+/// Advances the engine's epoch every [`TICK`] while plugin calls run, until the engine is dropped.
 ///
 /// The epoch only matters to guest code that is running: it is how a store's deadline and its
 /// periodic yield are reached. Between calls (an idle daemon spends nearly all its time there)
 /// ticking would only wake a thread 100 times a second for nothing, which was about half of an
-/// idle daemon's CPU, so the thread sleeps until a call starts ([`EpochTicker::busy`]).
+/// idle daemon's CPU, so the thread parks once no call has run for [`LINGER`] and a call wakes
+/// it ([`EpochTicker::busy`]). A call that starts while the thread ticks costs one atomic add;
+/// only the first call after a pause pays for the wake-up. A woken ticker waits a whole tick
+/// before it advances the epoch, so a call shorter than a tick never reaches its epoch deadline
+/// and never pays for the deadline check and the yield that follows it.
 pub struct EpochTicker {
     shared: Arc<TickerShared>,
     _thread: JoinHandle<()>,
 }
 
-/// The calls in flight, and the condition the idle ticker waits on.
+/// The calls in flight, and how the parked ticker is woken.
 #[derive(Default)]
 struct TickerShared {
-    calls: Mutex<usize>,
-    started: Condvar,
+    calls: AtomicUsize,
+    /// Set by the ticker (under `park`) before it waits; a call that sees it wakes the thread.
+    parked: AtomicBool,
+    park: Mutex<()>,
+    wake: Condvar,
     /// Epoch increments so far (for tests and diagnostics).
     ticks: AtomicU64,
 }
@@ -81,8 +92,7 @@ pub struct TickGuard {
 
 impl Drop for TickGuard {
     fn drop(&mut self) {
-        let mut calls = self.shared.calls.lock().unwrap_or_else(|e| e.into_inner());
-        *calls = calls.saturating_sub(1);
+        self.shared.calls.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -92,29 +102,37 @@ impl EpochTicker {
         let weak = engine.weak();
         let shared = Arc::new(TickerShared::default());
         let thread_shared = shared.clone();
+        let linger_ticks = (LINGER.as_millis() / TICK.as_millis()).max(1) as u32;
         let thread = std::thread::Builder::new()
             .name("epoch-ticker".to_owned())
             .spawn(move || {
+                let shared = thread_shared;
                 loop {
-                    // Idle: wait for a call, checking now and then that the engine still exists.
+                    // Parked: wait for a call, checking now and then that the engine still exists.
                     {
-                        let mut calls = thread_shared.calls.lock().unwrap_or_else(|e| e.into_inner());
-                        while *calls == 0 {
+                        let mut guard = shared.park.lock().unwrap_or_else(|e| e.into_inner());
+                        // `parked` is set before `calls` is read again, and `busy` adds to `calls`
+                        // before it reads `parked`: one of the two sees the other, so no wake-up
+                        // is lost. The notification is sent under `park`, so it reaches the wait.
+                        shared.parked.store(true, Ordering::SeqCst);
+                        while shared.calls.load(Ordering::SeqCst) == 0 {
                             if weak.upgrade().is_none() {
                                 return;
                             }
-                            calls = thread_shared
-                                .started
-                                .wait_timeout(calls, IDLE_CHECK)
-                                .unwrap_or_else(|e| e.into_inner())
-                                .0;
+                            guard = shared.wake.wait_timeout(guard, IDLE_CHECK).unwrap_or_else(|e| e.into_inner()).0;
                         }
+                        shared.parked.store(false, Ordering::SeqCst);
                     }
-                    let Some(engine) = weak.upgrade() else { return };
-                    engine.increment_epoch();
-                    thread_shared.ticks.fetch_add(1, Ordering::Relaxed);
-                    drop(engine);
-                    std::thread::sleep(TICK);
+                    // Ticking: until no call has run for `LINGER`.
+                    let mut quiet = 0;
+                    while quiet < linger_ticks {
+                        std::thread::sleep(TICK);
+                        let Some(engine) = weak.upgrade() else { return };
+                        engine.increment_epoch();
+                        shared.ticks.fetch_add(1, Ordering::Relaxed);
+                        drop(engine);
+                        quiet = if shared.calls.load(Ordering::SeqCst) == 0 { quiet + 1 } else { 0 };
+                    }
                 }
             })
             .expect("spawning the epoch ticker thread");
@@ -123,9 +141,11 @@ impl EpochTicker {
 
     /// Marks a plugin call as running until the guard is dropped: the epoch advances meanwhile.
     pub fn busy(&self) -> TickGuard {
-        let mut calls = self.shared.calls.lock().unwrap_or_else(|e| e.into_inner());
-        *calls += 1;
-        self.shared.started.notify_one();
+        self.shared.calls.fetch_add(1, Ordering::SeqCst);
+        if self.shared.parked.load(Ordering::SeqCst) {
+            let _guard = self.shared.park.lock().unwrap_or_else(|e| e.into_inner());
+            self.shared.wake.notify_one();
+        }
         TickGuard { shared: self.shared.clone() }
     }
 
@@ -164,8 +184,8 @@ mod tests {
         wait_until("ticks while the second call runs", || ticker.ticks() >= before + 3);
         drop(second);
 
-        // The thread may finish the tick it was sleeping on, then it stops.
-        std::thread::sleep(TICK * 3);
+        // The thread lingers, then parks.
+        std::thread::sleep(LINGER + TICK * 3);
         let idle = ticker.ticks();
         std::thread::sleep(TICK * 20);
         assert_eq!(ticker.ticks(), idle, "the epoch stood still with no call running");
