@@ -570,6 +570,9 @@ impl fmt::Display for Grant {
 pub struct Grants {
     plugin: String,
     grants: Vec<Grant>,
+    /// Each grant's rule text, as decisions name it (`plugins.x.grants[1] {…}`): written once
+    /// here rather than formatted for every request.
+    rules: Vec<String>,
     endpoints: Vec<String>,
 }
 
@@ -638,7 +641,7 @@ fn deny(reason: String, grant_line: Option<String>) -> Decision {
 impl Grants {
     /// No grants: every request of the plugin is denied.
     pub fn none(plugin: &str) -> Grants {
-        Grants { plugin: plugin.to_owned(), grants: Vec::new(), endpoints: Vec::new() }
+        Grants { plugin: plugin.to_owned(), grants: Vec::new(), rules: Vec::new(), endpoints: Vec::new() }
     }
 
     /// Validates a plugin's grants. Every problem in every grant is reported at once, each naming
@@ -669,7 +672,8 @@ impl Grants {
                 endpoints.push(name.clone());
             }
         }
-        Ok(Grants { plugin: plugin.to_owned(), grants, endpoints })
+        let rules = grants.iter().map(|g| format!("{}.grants[{}] {g}", config_path(plugin), g.index)).collect();
+        Ok(Grants { plugin: plugin.to_owned(), grants, rules, endpoints })
     }
 
     /// The plugin these grants belong to.
@@ -729,11 +733,9 @@ impl Grants {
         let allowing = self
             .grants
             .iter()
-            .find(|g| g.matches_target(&target) && g.methods.contains(&method) && g.matches_path(path));
-        if let Some(grant) = allowing {
-            return Decision::Allowed {
-                rule: format!("{}.grants[{}] {grant}", config_path(&self.plugin), grant.index),
-            };
+            .position(|g| g.matches_target(&target) && g.methods.contains(&method) && g.matches_path(path));
+        if let Some(i) = allowing {
+            return Decision::Allowed { rule: self.rules[i].clone() };
         }
         deny(self.explain(&target, method, path), Some(suggest(&target, method, path)))
     }
