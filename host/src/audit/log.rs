@@ -154,8 +154,8 @@ impl AuditLog {
             };
             for (at_ms, event) in events {
                 seq += 1;
-                let record = AuditRecord::new(seq, at_ms, prev_hash, event);
-                if records.insert(seq, record.to_bytes().as_slice())?.is_some() {
+                let (record, bytes) = AuditRecord::new_encoded(seq, at_ms, prev_hash, event);
+                if records.insert(seq, bytes.as_slice())?.is_some() {
                     // Unreachable given the check above; never overwrite a record regardless.
                     return Err(AuditError::Damaged(format!("record {seq} already exists beyond the head")));
                 }

@@ -126,6 +126,17 @@ fn records_round_trip_and_hash_covers_the_content() {
 }
 
 #[test]
+fn the_one_pass_encoding_is_the_stored_form() {
+    for i in 0..12 {
+        let prev = if i == 0 { GENESIS_HASH.to_owned() } else { format!("{i:064x}") };
+        let record = AuditRecord::new(i + 1, 1_000 + i, prev.clone(), sample(i));
+        let (encoded, bytes) = AuditRecord::new_encoded(i + 1, 1_000 + i, prev, sample(i));
+        assert_eq!(encoded, record);
+        assert_eq!(bytes, record.to_bytes(), "event {i}");
+    }
+}
+
+#[test]
 fn event_accessors() {
     assert_eq!(sample(0).kind(), "plugin-load");
     assert_eq!(sample(1).kind(), "plugin-call");
