@@ -84,6 +84,15 @@ pub struct StoreTotals {
     pub read_bytes: u64,
 }
 
+/// Each store's totals, counted over `regions` (what [`RegionList::store_totals`] keeps up to date).
+pub fn count_store_totals<'a>(regions: impl Iterator<Item = &'a Region>) -> IdMap<StoreTotals> {
+    let mut stores = IdMap::default();
+    for region in regions {
+        contribute(&mut stores, region, true);
+    }
+    stores
+}
+
 /// Adds (or withdraws) a region's share of the per-store totals.
 fn contribute(stores: &mut IdMap<StoreTotals>, region: &Region, add: bool) {
     let apply = |v: &mut u64, d: u64| *v = if add { v.wrapping_add(d) } else { v.wrapping_sub(d) };
@@ -666,12 +675,8 @@ mod tests {
 
     /// The totals and facts a full recount gives.
     fn recounted(list: &RegionList) -> (Vec<(u64, StoreTotals)>, Vec<Facts>) {
-        let mut stores = IdMap::default();
-        for r in list.iter() {
-            contribute(&mut stores, r, true);
-        }
         let mut stores: Vec<(u64, StoreTotals)> =
-            stores.into_iter().filter(|(_, t)| *t != StoreTotals::default()).collect();
+            count_store_totals(list.iter()).into_iter().filter(|(_, t)| *t != StoreTotals::default()).collect();
         stores.sort_by_key(|s| s.0);
         (stores, list.iter().map(Facts::of).collect())
     }

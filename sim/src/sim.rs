@@ -77,35 +77,9 @@ impl Default for ClusterSpec {
     }
 }
 
-/// Counts PD derives for a store from the regions it holds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct StoreStats {
-    /// Regions led by the store.
-    pub leader_count: u64,
-    /// Sum of the sizes (MiB) of those regions.
-    pub leader_size: u64,
-    /// Peers on the store.
-    pub region_count: u64,
-    /// Sum of the sizes (MiB) of the regions with a peer on the store.
-    pub region_size: u64,
-    /// Learner peers on the store.
-    pub learner_count: u64,
-    /// Pending peers on the store.
-    pub pending_peer_count: u64,
-}
-
-impl From<crate::regions::StoreTotals> for StoreStats {
-    fn from(t: crate::regions::StoreTotals) -> Self {
-        StoreStats {
-            leader_count: t.leader_count,
-            leader_size: t.leader_size,
-            region_count: t.region_count,
-            region_size: t.region_size,
-            learner_count: t.learner_count,
-            pending_peer_count: t.pending_peer_count,
-        }
-    }
-}
+/// Counts PD derives for a store from the regions it holds (and the store's flow): the totals
+/// the region list keeps per store.
+pub type StoreStats = crate::regions::StoreTotals;
 
 /// Error returned by fault and configuration functions.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -713,34 +687,17 @@ impl Simulation {
     }
 
     /// [`Simulation::store_stats`] as a vector parallel to `stores`: the totals the region list
-    /// keeps when it is fresh, else one pass over the regions' peers, leaders and sizes.
+    /// keeps when it is fresh, else the same totals counted in one pass over the regions.
     pub fn store_stats_by_slot(&self) -> Vec<StoreStats> {
-        if let Some(totals) = self.regions.store_totals() {
-            return self.stores.iter().map(|s| totals.get(&s.id).copied().unwrap_or_default().into()).collect();
-        }
-        let mut stats = vec![StoreStats::default(); self.stores.len()];
-        for region in &self.regions {
-            let size = region.approximate_size;
-            for peer in region.peers.iter() {
-                let Some(i) = self.store_slot(peer.store_id) else { continue };
-                let entry = &mut stats[i];
-                entry.region_count += 1;
-                entry.region_size += size;
-                if peer.role == PeerRole::Learner {
-                    entry.learner_count += 1;
-                }
-                if region.leader == Some(peer.id) {
-                    entry.leader_count += 1;
-                    entry.leader_size += size;
-                }
+        let recounted;
+        let totals = match self.regions.store_totals() {
+            Some(totals) => totals,
+            None => {
+                recounted = crate::regions::count_store_totals(self.regions.iter());
+                &recounted
             }
-            for peer in &region.pending_peers {
-                if let Some(i) = self.store_slot(peer.store_id) {
-                    stats[i].pending_peer_count += 1;
-                }
-            }
-        }
-        stats
+        };
+        self.stores.iter().map(|s| totals.get(&s.id).copied().unwrap_or_default()).collect()
     }
 
     /// Bytes used on a store: its region data plus a fixed overhead, capped at capacity.

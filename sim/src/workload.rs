@@ -116,31 +116,14 @@ pub struct HotStoresView {
 }
 
 /// Per-store rates (bytes per second) from the last region heartbeats: (write as peer, read as leader).
-/// Read from the region list's store totals when they are fresh, else counted over every region.
 pub fn store_rates(sim: &Simulation) -> BTreeMap<u64, (f64, f64)> {
     let secs = (REGION_HEARTBEAT_MS / 1000) as f64;
-    if let Some(totals) = sim.regions.store_totals() {
-        return sim
-            .stores
-            .iter()
-            .map(|s| {
-                let t = totals.get(&s.id).copied().unwrap_or_default();
-                (s.id, (t.written_bytes as f64 / secs, t.read_bytes as f64 / secs))
-            })
-            .collect();
-    }
-    let mut rates = vec![(0.0, 0.0); sim.stores.len()];
-    for region in &sim.regions {
-        let written = region.written_bytes as f64 / secs;
-        for peer in region.peers.iter() {
-            let Some(i) = sim.store_slot(peer.store_id) else { continue };
-            rates[i].0 += written;
-            if region.leader == Some(peer.id) {
-                rates[i].1 += region.read_bytes as f64 / secs;
-            }
-        }
-    }
-    sim.stores.iter().map(|s| s.id).zip(rates).collect()
+    let stats = sim.store_stats_by_slot();
+    sim.stores
+        .iter()
+        .zip(stats)
+        .map(|(s, t)| (s.id, (t.written_bytes as f64 / secs, t.read_bytes as f64 / secs)))
+        .collect()
 }
 
 impl Simulation {

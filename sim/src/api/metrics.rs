@@ -193,7 +193,7 @@ pub fn tikv_metrics(sim: &Simulation, store_id: u64) -> Option<String> {
 /// single pass without a per-store map.
 fn store_region_stats(sim: &Simulation, store_id: u64) -> StoreStats {
     if let Some(totals) = sim.regions.store_totals() {
-        return totals.get(&store_id).copied().unwrap_or_default().into();
+        return totals.get(&store_id).copied().unwrap_or_default();
     }
     let mut st = StoreStats::default();
     for region in &sim.regions {
