@@ -85,6 +85,24 @@ impl AuditFilter {
     }
 }
 
+/// How an append is committed (see [`AuditLog::append_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// On disk when the append returns (an fsync).
+    Durable,
+    /// Visible at once, on disk with the next durable commit.
+    Deferred,
+}
+
+impl Commit {
+    fn durability(self) -> Durability {
+        match self {
+            Commit::Durable => Durability::Immediate,
+            Commit::Deferred => Durability::None,
+        }
+    }
+}
+
 /// The hash-chained audit log, stored in the operator's database. Cloning is cheap.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
@@ -110,7 +128,7 @@ impl AuditLog {
     }
 
     /// Appends `events` (each with its time in ms since the Unix epoch), in order, in one write
-    /// transaction committed with [`Durability::Immediate`], and returns their sequence numbers.
+    /// transaction committed durably, and returns their sequence numbers.
     ///
     /// The chain continues from the head read inside the transaction, so concurrent appends from
     /// several threads are serialised by redb and never fork the chain. This blocks on disk I/O;
@@ -120,11 +138,25 @@ impl AuditLog {
     /// A storage failure (nothing is written), or [`AuditError::Damaged`] when the head is missing
     /// or unreadable while records exist, or records exist beyond the head.
     pub fn append(&self, events: Vec<(u64, AuditEvent)>) -> Result<Vec<u64>> {
+        self.append_with(events, Commit::Durable)
+    }
+
+    /// [`append`](Self::append) with the given commit kind. A [`Commit::Deferred`] append is
+    /// visible to readers of this database at once but reaches the disk only with the next
+    /// durable commit; a crash before that loses it (and everything deferred with it), leaving
+    /// the chain as it was at the last durable commit.
+    ///
+    /// # Errors
+    /// As for [`append`](Self::append).
+    pub fn append_with(&self, events: Vec<(u64, AuditEvent)>, commit: Commit) -> Result<Vec<u64>> {
         if events.is_empty() {
+            if commit == Commit::Durable {
+                self.make_durable()?;
+            }
             return Ok(Vec::new());
         }
         let mut txn = self.store.db().begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
+        txn.set_durability(commit.durability())?;
         let mut seqs = Vec::with_capacity(events.len());
         {
             let mut meta = txn.open_table(META)?;
@@ -167,6 +199,18 @@ impl AuditLog {
         }
         txn.commit()?;
         Ok(seqs)
+    }
+
+    /// Makes every deferred append durable: an empty write transaction committed durably, which
+    /// redb writes out with everything committed before it.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub fn make_durable(&self) -> Result<()> {
+        let mut txn = self.store.db().begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.commit()?;
+        Ok(())
     }
 
     /// The head as stored in the `meta` table (`None` for a log nothing was appended to).

@@ -21,6 +21,18 @@
 //! Hot paths record through an [`AuditSink`], which queues events without blocking and commits
 //! them in batches from a background task.
 //!
+//! # When a record is on disk
+//!
+//! | recorded with | on disk |
+//! |---|---|
+//! | [`AuditSink::record_durable`] (action intents, approvals, mutating requests) | before the call returns |
+//! | [`AuditSink::flush`] | everything recorded before it, before it returns |
+//! | [`AuditSink::record`], occasional | within the 20 ms group-commit window |
+//! | [`AuditSink::record`], sustained (a commit every window) | within 1 s, and 20 ms after the load stops |
+//!
+//! A crash loses at most what the last row allows, and always leaves the chain as it was at a
+//! commit: never a torn record or a head that disagrees with the records.
+//!
 //! # What [`AuditLog::verify`] detects
 //!
 //! Walking the records in key order, it reports the first of:
@@ -54,7 +66,7 @@ mod verify;
 mod tests;
 
 pub(crate) use log::AUDIT_RECORDS;
-pub use log::{AuditFilter, AuditHead, AuditLog};
+pub use log::{AuditFilter, AuditHead, AuditLog, Commit};
 pub use record::{AuditEvent, AuditRecord, CallOutcome, Decision, GENESIS_HASH, Link, LoadOutcome};
 pub use sink::{AuditSink, now_ms};
 pub use verify::{Problem, ProblemKind, VerifyReport};

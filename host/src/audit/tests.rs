@@ -538,6 +538,58 @@ async fn a_durable_record_is_on_disk_when_it_returns() {
     assert_eq!(reopened.get(6).unwrap().unwrap().event, AuditEvent::note("must survive a crash"));
 }
 
+/// What a crash now would leave behind: a copy of the database file taken while it is open,
+/// opened as a log of its own.
+fn crash_copy(log: &AuditLog, root: &Path, name: &str) -> AuditLog {
+    let crash = root.join(name);
+    std::fs::create_dir(&crash).unwrap();
+    std::fs::copy(log.store().path(), crash.join(crate::store::DB_FILE)).unwrap();
+    open(&crash)
+}
+
+#[test]
+fn a_deferred_append_is_visible_at_once_and_on_disk_after_the_next_durable_commit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open(&tmp.path().join("data"));
+    append_n(&log, 3);
+    let seqs = log.append_with(vec![(10, sample(10)), (11, sample(11))], Commit::Deferred).unwrap();
+    assert_eq!(seqs, vec![4, 5]);
+    assert_eq!(log.len().unwrap(), 5, "deferred records are visible at once");
+    assert!(log.verify().unwrap().is_ok());
+
+    let crashed = crash_copy(&log, tmp.path(), "before");
+    assert_eq!(crashed.len().unwrap(), 3, "a crash loses the deferred records");
+    assert_eq!(crashed.head().unwrap().unwrap().seq, 3);
+    assert!(crashed.verify().unwrap().is_ok(), "and leaves the chain as the last durable commit left it");
+
+    log.make_durable().unwrap();
+    let crashed = crash_copy(&log, tmp.path(), "after");
+    assert_eq!(crashed.len().unwrap(), 5);
+    assert_eq!(crashed.get(5).unwrap().unwrap().event, sample(11));
+    assert!(crashed.verify().unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn deferred_commits_reach_the_disk_once_recording_pauses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open(&tmp.path().join("data"));
+    let sink = AuditSink::spawn(log.clone());
+    for i in 0..50 {
+        sink.record_at(i, sample(i));
+    }
+    // A pause of many group-commit windows: whatever was deferred is made durable in the first.
+    for _ in 0..100 {
+        if log.len().unwrap() == 50 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let crashed = crash_copy(&log, tmp.path(), "paused");
+    assert_eq!(crashed.len().unwrap(), 50);
+    assert!(crashed.verify().unwrap().is_ok());
+}
+
 #[tokio::test]
 async fn flush_waits_for_everything_before_it() {
     let tmp = tempfile::tempdir().unwrap();
@@ -549,6 +601,8 @@ async fn flush_waits_for_everything_before_it() {
     sink.flush().await.unwrap();
     assert_eq!(log.len().unwrap(), 100);
     assert_eq!(log.get(100).unwrap().unwrap().at_ms, 99);
+    // What was flushed is on disk, not only committed.
+    assert_eq!(crash_copy(&log, tmp.path(), "flushed").len().unwrap(), 100);
     // A flush with nothing queued returns too.
     sink.flush().await.unwrap();
 }
