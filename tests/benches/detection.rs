@@ -18,10 +18,6 @@ use operator_host::runtime::grants::GrantSpec;
 use operator_host::store::Store;
 use tikv_sim::{ClusterSpec, SimCluster};
 
-/// The daemon's allocator (see `host/src/main.rs`), so that the figures are the daemon's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let kills: usize = std::env::var("DETECTION_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);

@@ -34,10 +34,6 @@ use operator_host::runtime::{CallContext, Plugin, PluginSource, Runtime};
 use operator_host::store::Store;
 use tikv_sim::{ClusterSpec, SimCluster};
 
-/// The daemon's allocator (see `host/src/main.rs`), so that the figures are the daemon's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const TIME_TARGET_MS: f64 = 250.0;
 const MEMORY_TARGET_MIB: u64 = 64;
 /// The engine's memory cap while bisecting (every plugin slot reserves it).

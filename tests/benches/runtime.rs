@@ -24,10 +24,6 @@ use operator_host::runtime::manifest::Manifest;
 use operator_host::runtime::{CallContext, PluginSource, Runtime};
 use operator_host::store::Store;
 
-/// The daemon's allocator (see `host/src/main.rs`), so that the figures are the daemon's.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const SAMPLES: usize = 25;
 
 fn component(name: &str) -> Vec<u8> {
