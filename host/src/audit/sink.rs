@@ -63,8 +63,9 @@ impl std::fmt::Debug for Observers {
 ///
 /// Events go over an unbounded channel to a background task, which appends everything queued
 /// since its last write in one transaction (up to 4096 events per transaction), in the order the
-/// events were recorded. When each is on disk is tabulated in the [module docs](super). Cloning is cheap; all clones feed the same task, which ends once every
-/// clone is dropped and the queue is written.
+/// events were recorded. When each is on disk is tabulated in the [module docs](super). Cloning
+/// is cheap; all clones feed the same task, which ends once every clone is dropped and the queue
+/// is written.
 ///
 /// Before the runtime shuts down, [`AuditSink::flush`] makes sure nothing queued is lost.
 ///
@@ -190,9 +191,8 @@ async fn run(log: AuditLog, mut rx: mpsc::UnboundedReceiver<Message>, urgent: Ar
             match tokio::time::timeout(GROUP_COMMIT_WINDOW, rx.recv_many(&mut queue, MAX_BATCH)).await {
                 Ok(0) => {
                     // Every sender is gone: nothing more will come to carry the deferred commits.
-                    if let Err(message) = make_durable(&log).await {
-                        tracing::error!("the audit log's last commits may not be on disk: {message}");
-                    }
+                    // A failure is logged by make_durable, and there is no one left to tell.
+                    let _ = make_durable(&log).await;
                     break;
                 }
                 Ok(_) => {}
@@ -228,16 +228,12 @@ async fn run(log: AuditLog, mut rx: mpsc::UnboundedReceiver<Message>, urgent: Ar
             }
         }
         let count = events.len();
-        // A flush with nothing queued still commits durably when earlier commits were deferred.
-        let result = if events.is_empty() && !(deferred && commit == Commit::Durable) {
+        // Only flushes leave the batch empty, and they are durable: with deferred commits before
+        // them, the empty durable append writes those out.
+        let result = if events.is_empty() && !deferred {
             Ok(Vec::new())
         } else {
-            let log = log.clone();
-            match tokio::task::spawn_blocking(move || log.append_with(events, commit)).await {
-                Ok(Ok(seqs)) => Ok(seqs),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(e) => Err(format!("the audit write task failed: {e}")),
-            }
+            on_blocking_thread(&log, move |log| log.append_with(events, commit)).await
         };
         match result {
             Ok(seqs) => {
@@ -280,13 +276,23 @@ async fn run(log: AuditLog, mut rx: mpsc::UnboundedReceiver<Message>, urgent: Ar
 
 /// Commits durably everything deferred so far; on failure, logs it and returns the message.
 async fn make_durable(log: &AuditLog) -> std::result::Result<(), String> {
+    on_blocking_thread(log, AuditLog::make_durable).await.map_err(|reason| {
+        let message = format!("the audit log could not make its deferred commits durable: {reason}");
+        tracing::error!("{message}");
+        message
+    })
+}
+
+/// Runs `write` on the blocking pool (redb blocks on disk I/O) and turns its failure, or the
+/// task's, into the message the waiters are given.
+async fn on_blocking_thread<T: Send + 'static>(
+    log: &AuditLog,
+    write: impl FnOnce(&AuditLog) -> Result<T> + Send + 'static,
+) -> std::result::Result<T, String> {
     let log = log.clone();
-    let result = match tokio::task::spawn_blocking(move || log.make_durable()).await {
-        Ok(Ok(())) => return Ok(()),
-        Ok(Err(e)) => e.to_string(),
-        Err(e) => format!("the audit write task failed: {e}"),
-    };
-    let message = format!("the audit log could not make its deferred commits durable: {result}");
-    tracing::error!("{message}");
-    Err(message)
+    match tokio::task::spawn_blocking(move || write(&log)).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("the audit write task failed: {e}")),
+    }
 }

@@ -494,6 +494,15 @@ async fn concurrent_recording_through_the_sink_lands_and_verifies() {
     assert_eq!(log.head().unwrap().unwrap().seq, 440);
 }
 
+/// What a crash now would leave behind: a copy of the database file taken while it is open,
+/// opened as a log of its own.
+fn crash_copy(log: &AuditLog, root: &Path, name: &str) -> AuditLog {
+    let crash = root.join(name);
+    std::fs::create_dir(&crash).unwrap();
+    std::fs::copy(log.store().path(), crash.join(crate::store::DB_FILE)).unwrap();
+    open(&crash)
+}
+
 #[tokio::test]
 async fn a_durable_record_is_on_disk_when_it_returns() {
     let tmp = tempfile::tempdir().unwrap();
@@ -506,12 +515,7 @@ async fn a_durable_record_is_on_disk_when_it_returns() {
     let seq = sink.record_durable(AuditEvent::note("must survive a crash")).await.unwrap();
     assert_eq!(seq, 6);
 
-    // A copy of the file taken now, while the database is still open, is what a crash would
-    // leave behind.
-    let crash = tmp.path().join("crash");
-    std::fs::create_dir(&crash).unwrap();
-    std::fs::copy(log.store().path(), crash.join(crate::store::DB_FILE)).unwrap();
-    let recovered = open(&crash);
+    let recovered = crash_copy(&log, tmp.path(), "crash");
     assert_eq!(recovered.get(6).unwrap().unwrap().event, AuditEvent::note("must survive a crash"));
     assert!(recovered.verify().unwrap().is_ok());
     drop(recovered);
@@ -536,15 +540,6 @@ async fn a_durable_record_is_on_disk_when_it_returns() {
     let reopened = reopened.expect("the sink's task releases the database");
     assert_eq!(reopened.len().unwrap(), 6);
     assert_eq!(reopened.get(6).unwrap().unwrap().event, AuditEvent::note("must survive a crash"));
-}
-
-/// What a crash now would leave behind: a copy of the database file taken while it is open,
-/// opened as a log of its own.
-fn crash_copy(log: &AuditLog, root: &Path, name: &str) -> AuditLog {
-    let crash = root.join(name);
-    std::fs::create_dir(&crash).unwrap();
-    std::fs::copy(log.store().path(), crash.join(crate::store::DB_FILE)).unwrap();
-    open(&crash)
 }
 
 #[test]
