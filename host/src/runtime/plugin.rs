@@ -371,7 +371,7 @@ impl Plugin {
         ) -> CallFuture<'a, R>
         + Send,
     ) -> Result<R, CallError> {
-        let args_sha256 = crate::digest::sha256_hex(&serde_json::to_vec(args).unwrap_or_default());
+        let args_sha256 = crate::digest::sha256_json_hex(args);
         let index = self.exports.get(export).expect("the world's exports were checked at load");
         let mut store = self.new_store(export, context, permit);
         // The epoch (the store's deadline and periodic yield) advances only while a call runs.

@@ -42,7 +42,9 @@ pub struct SandboxRequest {
 
 /// The per-call sandbox state: the WASI context and what the plugin asked for.
 pub struct SandboxCtx {
-    wasi: WasiCtx,
+    /// Built on the plugin's first use of WASI: many calls never touch it, and building one
+    /// (random generators, clocks, streams) was a tenth of a short call.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     requests: Vec<SandboxRequest>,
     stdout: CappedOutput,
@@ -54,16 +56,7 @@ impl SandboxCtx {
     pub fn new(output_limit: usize) -> SandboxCtx {
         let stdout = CappedOutput::new(output_limit);
         let stderr = CappedOutput::new(output_limit);
-        let mut builder = WasiCtx::builder();
-        // The builder's defaults already deny env, args, preopens, sockets and name lookup;
-        // say so explicitly where a setting exists, so a change of defaults cannot open them.
-        builder
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false);
-        SandboxCtx { wasi: builder.build(), table: ResourceTable::new(), requests: Vec::new(), stdout, stderr }
+        SandboxCtx { wasi: None, table: ResourceTable::new(), requests: Vec::new(), stdout, stderr }
     }
 
     fn note(&mut self, what: &'static str, detail: &'static str) {
@@ -104,8 +97,18 @@ impl SandboxCtx {
 
 impl WasiView for SandboxCtx {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        let ctx = self.wasi.get_or_insert_with(|| denying_wasi(&self.stdout, &self.stderr));
+        WasiCtxView { ctx, table: &mut self.table }
     }
+}
+
+/// A WASI context that grants nothing but clocks and random, writing to the capped outputs.
+fn denying_wasi(stdout: &CappedOutput, stderr: &CappedOutput) -> WasiCtx {
+    let mut builder = WasiCtx::builder();
+    // The builder's defaults already deny env, args, preopens, sockets and name lookup; say so
+    // explicitly where a setting exists, so a change of defaults cannot open them.
+    builder.stdout(stdout.clone()).stderr(stderr.clone()).allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+    builder.build()
 }
 
 /// Projects the sandbox out of a store's data.
