@@ -42,7 +42,8 @@ use crate::runtime::limits::{MAX_MEMORY_LIMIT_MIB, RuntimeLimits};
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// The subject plugin the daemon monitors.
+    /// The subject plugin the daemon monitors; empty (the default): the only subject plugin
+    /// loaded, or under `--sim` the one the simulator names.
     pub subject: String,
     /// The tools plugin whose tools workflows may use (empty: none).
     pub tools: String,
@@ -67,7 +68,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            subject: "tikv".into(),
+            subject: String::new(),
             tools: "tools".into(),
             runtime: RuntimeLimits::default(),
             monitor: MonitorConfig::default(),

@@ -179,9 +179,7 @@ impl Pipeline {
         for refused in &plugins.refused {
             tracing::warn!(plugin = %refused.name, "plugin refused: {}", refused.reason);
         }
-        let subject = plugins.get(&config.subject).cloned().ok_or_else(|| {
-            anyhow!("the subject plugin `{}` is not loaded (see `operator-host plugins list`)", config.subject)
-        })?;
+        let subject = plugins.subject(&config.subject).map_err(|e| anyhow!(e))?;
         let tools = (!config.tools.is_empty()).then(|| plugins.get(&config.tools).cloned()).flatten();
 
         let engine = Arc::new(DiagnosisEngine::new(config.diagnosis.clone()).map_err(|e| anyhow!(e))?);
@@ -332,8 +330,11 @@ async fn start_sim(data_dir: &Path, config: &mut Config, options: &SimOptions) -
     for endpoint in cluster.endpoints() {
         set_endpoint(config, &endpoint.name, endpoint.urls);
     }
-    let subject = config.subject.clone();
-    let plugin = config.plugins.entry(subject).or_default();
+    if config.subject.is_empty() {
+        // The simulator knows which subject plugin operates it, as it knows its endpoints.
+        config.subject = tikv_sim::SUBJECT_PLUGIN.to_owned();
+    }
+    let plugin = config.plugins.entry(config.subject.clone()).or_default();
     if plugin.grants.is_empty() {
         plugin.grants = sim_grants();
     }

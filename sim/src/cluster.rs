@@ -74,6 +74,10 @@ impl Listener {
 /// configuration, `endpoint = "pd"` in its grants).
 pub const PD_ENDPOINT: &str = "pd";
 
+/// The subject plugin that operates this cluster (the built-in TiKV adapter), for a host that
+/// runs the simulator without being told which subject to monitor.
+pub const SUBJECT_PLUGIN: &str = "tikv";
+
 /// An HTTP endpoint the cluster serves, described without any client's types: a client configures
 /// an endpoint `name` with these base URLs (tried in order).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -45,6 +45,6 @@ pub mod stats;
 pub mod units;
 pub mod workload;
 
-pub use cluster::{NeededAccess, PD_ENDPOINT, ServedEndpoint, SimCluster};
+pub use cluster::{NeededAccess, PD_ENDPOINT, SUBJECT_PLUGIN, ServedEndpoint, SimCluster};
 pub use faults::{Fault, FaultId};
 pub use sim::{ClusterSpec, MissingRegionReply, SimError, Simulation, StoreOpError};

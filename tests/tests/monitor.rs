@@ -248,3 +248,22 @@ async fn the_tikv_plugin_on_the_simulator_opens_and_resolves_a_store_ticket() {
     assert_eq!(report.resolved, vec![ticket.id.clone()], "{report:?}");
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_subject_is_the_one_named_or_else_the_only_subject_plugin_loaded() {
+    let h = Harness::new(Config::default());
+    let plugins = h.runtime.discover(h.dir.path(), &h.resolved);
+    let only = plugins.subject("").expect("one built-in subject plugin, chosen unnamed");
+    assert_eq!(only.name(), "tikv");
+    let error = plugins.subject("tools").err().expect("the tools plugin is not a subject adapter");
+    assert!(error.contains("`subject = \"tools\"` names a tools plugin"), "{error}");
+    let error = plugins.subject("nope").err().expect("an unknown plugin");
+    assert!(error.contains("`nope` is not loaded"), "{error}");
+
+    // A second subject plugin dropped in: an unnamed subject is now ambiguous, a named one is not.
+    h.install("scripted", "subject");
+    let plugins = h.runtime.discover(h.dir.path(), &h.resolved);
+    let error = plugins.subject("").err().expect("two subject plugins and none named");
+    assert!(error.contains("several subject plugins are loaded (scripted, tikv)"), "{error}");
+    assert_eq!(plugins.subject("scripted").unwrap().name(), "scripted");
+}

@@ -165,7 +165,7 @@ pub(super) async fn run(context: &Context, args: RunArgs) -> Result<ExitCode> {
             args.sim_speed,
             cluster.control_url()
         ),
-        None => println!("monitoring {} through endpoints {endpoints}", config.subject),
+        None => println!("monitoring {} through endpoints {endpoints}", subject.name()),
     }
     println!(
         "subject plugin {} {}; tools {}",

@@ -106,10 +106,7 @@ pub async fn direct_engine(context: &Context) -> Result<(Arc<WorkflowEngine>, Au
     let sink = AuditSink::spawn(crate::audit::AuditLog::new(store.clone())?);
     let runtime = crate::runtime::Runtime::new(&context.data_dir, &resolved, sink.clone())?;
     let plugins = runtime.discover(&context.data_dir, &resolved);
-    let subject_name = &resolved.config.subject;
-    let subject = plugins.get(subject_name).cloned().ok_or_else(|| {
-        anyhow!("the subject plugin `{subject_name}` is not loaded (see `operator-host plugins list`)")
-    })?;
+    let subject = plugins.subject(&resolved.config.subject).map_err(|e| anyhow!(e))?;
     let tools = (!resolved.config.tools.is_empty()).then(|| plugins.get(&resolved.config.tools).cloned()).flatten();
     let latest = Arc::new(RwLock::new(None));
     let executor = Executor::new(

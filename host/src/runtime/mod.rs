@@ -86,6 +86,36 @@ impl PluginSet {
     pub fn get(&self, name: &str) -> Option<&Arc<Plugin>> {
         self.loaded.get(name)
     }
+
+    /// The subject plugin the daemon operates: the one named `configured` (the configuration's
+    /// `subject`), or, when that is empty, the only subject plugin loaded.
+    ///
+    /// # Errors
+    /// The named plugin is not loaded or is not a subject adapter; or none was named and there is
+    /// not exactly one subject plugin to choose.
+    pub fn subject(&self, configured: &str) -> Result<Arc<Plugin>, String> {
+        if !configured.is_empty() {
+            let plugin = self.get(configured).ok_or_else(|| {
+                format!("the subject plugin `{configured}` is not loaded (see `operator-host plugins list`)")
+            })?;
+            if plugin.world() != PluginWorld::Subject {
+                return Err(format!(
+                    "`subject = \"{configured}\"` names a {} plugin, not a subject adapter",
+                    plugin.world().as_str()
+                ));
+            }
+            return Ok(plugin.clone());
+        }
+        let subjects: Vec<&Arc<Plugin>> = self.loaded.values().filter(|p| p.world() == PluginWorld::Subject).collect();
+        match subjects.as_slice() {
+            [only] => Ok((*only).clone()),
+            [] => Err("no subject plugin is loaded (see `operator-host plugins list`)".to_owned()),
+            several => Err(format!(
+                "several subject plugins are loaded ({}): name the one to operate with `subject = \"NAME\"` in the configuration",
+                several.iter().map(|p| p.name()).collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
 }
 
 impl Runtime {
