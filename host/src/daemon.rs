@@ -180,7 +180,7 @@ impl Pipeline {
             tracing::warn!(plugin = %refused.name, "plugin refused: {}", refused.reason);
         }
         let subject = plugins.subject(&config.subject).map_err(|e| anyhow!(e))?;
-        let tools = (!config.tools.is_empty()).then(|| plugins.get(&config.tools).cloned()).flatten();
+        let tools = plugins.tools(&config.tools);
 
         let engine = Arc::new(DiagnosisEngine::new(config.diagnosis.clone()).map_err(|e| anyhow!(e))?);
         let tickets = TicketStore::new(store.clone());

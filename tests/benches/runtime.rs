@@ -85,8 +85,7 @@ fn percentile(samples: &mut [Duration], percentile: usize) -> Duration {
 
 /// The median of `samples` (sorts them).
 fn median(samples: &mut [Duration]) -> Duration {
-    samples.sort();
-    samples[samples.len() / 2]
+    percentile(samples, 50)
 }
 
 /// How much longer `slower` is than `base`, in percent.

@@ -133,7 +133,7 @@ pub async fn direct_executor(context: &Context) -> Result<(Arc<Executor>, AuditS
     let runtime = crate::runtime::Runtime::new(&context.data_dir, &resolved, sink.clone())?;
     let plugins = runtime.discover(&context.data_dir, &resolved);
     let subject = plugins.subject(&resolved.config.subject).map_err(|e| anyhow!(e))?;
-    let tools = (!resolved.config.tools.is_empty()).then(|| plugins.get(&resolved.config.tools).cloned()).flatten();
+    let tools = plugins.tools(&resolved.config.tools);
     let executor = Executor::new(
         subject,
         tools,

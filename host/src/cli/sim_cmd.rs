@@ -30,7 +30,7 @@ pub struct SimCommand {
 /// What to do with a running simulator.
 #[derive(Debug, Subcommand)]
 pub enum SimAction {
-    /// Injects, lists or clears faults (S1–S12 of the TiKV scenarios).
+    /// Injects, lists or clears faults (S1–S12 of the simulator's fault catalogue).
     Fault {
         /// The simulator's control API [default: from <data-dir>/sim-control.json].
         #[arg(long, global = true, value_name = "URL")]
@@ -55,7 +55,7 @@ pub enum FaultCommand {
         /// The fault id (from `sim fault list`); all faults when left out.
         id: Option<u64>,
     },
-    /// S1/S2: kills a store's TiKV process (its status port closes).
+    /// S1/S2: kills a store's process (its status port closes).
     KillStore {
         /// Store id.
         store: u64,

@@ -87,6 +87,12 @@ impl PluginSet {
         self.loaded.get(name)
     }
 
+    /// The tools plugin named `configured` (the configuration's `tools`), if it is loaded; none
+    /// when the name is empty.
+    pub fn tools(&self, configured: &str) -> Option<Arc<Plugin>> {
+        (!configured.is_empty()).then(|| self.get(configured).cloned()).flatten()
+    }
+
     /// The subject plugin the daemon operates: the one named `configured` (the configuration's
     /// `subject`), or, when that is empty, the only subject plugin loaded.
     ///

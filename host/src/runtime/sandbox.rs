@@ -43,7 +43,7 @@ pub struct SandboxRequest {
 /// The per-call sandbox state: the WASI context and what the plugin asked for.
 pub struct SandboxCtx {
     /// Built on the plugin's first use of WASI: many calls never touch it, and building one
-    /// (random generators, clocks, streams) was a tenth of a short call.
+    /// (random generators, clocks, streams) was about a twentieth of a short call.
     wasi: Option<WasiCtx>,
     table: ResourceTable,
     requests: Vec<SandboxRequest>,
